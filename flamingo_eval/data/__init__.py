@@ -1,0 +1,1 @@
+"""Loaders: one per official file layout, all returning lists of `Example`."""
