@@ -1,0 +1,171 @@
+"""Command line: `flamingo-eval [run] --task okvqa --shots 0,4,8,32` and its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from flamingo_eval.errors import InputError
+
+SUBCOMMANDS = ("run", "sample-data", "list-tasks")
+
+
+def parse_int_list(text: str, option: str, minimum: int = 0) -> list[int]:
+    """Parse "0,4,8" into [0, 4, 8]; raise InputError naming the option on bad input."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip() != ""]
+    except ValueError:
+        raise InputError(
+            f"{option} {text!r} is not a comma-separated list of integers (example: 0,4,8,32)"
+        ) from None
+    if not values or any(value < minimum for value in values):
+        raise InputError(f"{option} {text!r} must list integers >= {minimum} (example: 0,4,8,32)")
+    if len(set(values)) != len(values):
+        raise InputError(f"{option} {text!r} lists a value twice")
+    return values
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flamingo-eval",
+        description=(
+            "Few-shot evaluation of Flamingo-style models. Subcommands: run (the default), "
+            "sample-data, list-tasks."
+        ),
+    )
+    parser.add_argument("--task", action="append", help="task name or task file path; repeat for several tasks")
+    parser.add_argument("--list-tasks", action="store_true", help="list the registered tasks and exit")
+    parser.add_argument("--shots", help="comma-separated numbers of demonstrations (default: the task's list)")
+    parser.add_argument("--seeds", default="42", help="comma-separated trial seeds; one trial per seed (default: 42)")
+    parser.add_argument("--num-samples", type=int, help="evaluated items per trial, drawn with the trial seed (default: all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="requests per model call (default: 8)")
+    parser.add_argument("--query-set-size", type=int, default=2048, help="train items per trial that demonstrations are drawn from (default: 2048)")
+    parser.add_argument("--zero-shot-text-demos", type=int, default=2, help="text-only demonstrations shown at 0 shots (default: 2, as OpenFlamingo)")
+    parser.add_argument("--model", default="tiny", help="model preset (default: tiny)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="model weights dtype (default: fp32)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder of the task's data, or a folder with one sub-folder per task (default: ./data)")
+    parser.add_argument("--output-dir", type=Path, help="run folder to write (default: results/<timestamp>-<fingerprint>)")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"), help="parent of new run folders (default: ./results)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    return parser
+
+
+def sample_data_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flamingo-eval sample-data",
+        description="Write a small deterministic sample of a task's data in its official file layout.",
+    )
+    parser.add_argument("task", help="task name, or 'all' for every task (DIR then gets one sub-folder per task)")
+    parser.add_argument("directory", type=Path, help="folder to write into")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    return parser
+
+
+def command_list_tasks() -> int:
+    from flamingo_eval.registry import load_task, task_files
+
+    rows = []
+    for name in task_files():
+        task = load_task(name)
+        source = task.data.loader + (" | hf" if task.data.hf else "")
+        rows.append((name, task.kind, ", ".join(task.metric_names), source, task.description))
+    widths = [max(len(str(row[column])) for row in rows + [("task", "kind", "metrics", "data source", "description")]) for column in range(5)]
+    header = ("task", "kind", "metrics", "data source", "description")
+    for row in [header, *rows]:
+        print("  ".join(str(value).ljust(width) for value, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def command_sample_data(argv: list[str]) -> int:
+    from flamingo_eval.sample_data import SAMPLE_TASKS, write_sample
+
+    args = sample_data_parser().parse_args(argv)
+    tasks = SAMPLE_TASKS if args.task == "all" else (args.task,)
+    for task in tasks:
+        directory = args.directory / task if args.task == "all" else args.directory
+        path = write_sample(task, directory, seed=args.seed)
+        print(f"wrote {task} sample to {path}")
+    return 0
+
+
+def command_run(argv: list[str]) -> int:
+    args = run_parser().parse_args(argv)
+    if args.list_tasks:
+        return command_list_tasks()
+    if not args.task:
+        raise InputError("no task given; pass --task NAME (see --list-tasks)")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size {args.batch_size} must be at least 1")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise InputError(f"--num-samples {args.num_samples} must be at least 1")
+
+    from flamingo_eval.evaluate import evaluate
+    from flamingo_eval.models import load_model
+    from flamingo_eval.prompts import PromptOptions
+    from flamingo_eval.registry import load_task
+    from flamingo_eval.runner import RunOptions
+
+    tasks = [load_task(name) for name in args.task]
+    shots = parse_int_list(args.shots, "--shots") if args.shots is not None else sorted({s for t in tasks for s in t.shots})
+    options = RunOptions(
+        shots=shots,
+        seeds=parse_int_list(args.seeds, "--seeds"),
+        num_samples=args.num_samples,
+        batch_size=args.batch_size,
+        query_set_size=args.query_set_size,
+        prompt=PromptOptions(zero_shot_text_demos=args.zero_shot_text_demos),
+    )
+    summary, run_path = evaluate(
+        lambda: load_model(args.model, device=args.device, precision=args.precision),
+        tasks,
+        options,
+        data_root=args.data_dir,
+        output_dir=args.output_dir,
+        results_dir=args.results_dir,
+        command=["flamingo-eval", *argv],
+    )
+    print(format_summary(summary))
+    print(f"\nresults written to {run_path}")
+    return 0
+
+
+def format_summary(summary) -> str:
+    """Render the summary as a Markdown table: one row per (task, shots, sampler, metric)."""
+    lines = [
+        "| task | shots | sampler | metric | mean | std | trials | samples |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for row in summary.itertuples(index=False):
+        mean = "n/a" if row.mean != row.mean else f"{row.mean:.2f}"
+        std = "n/a" if row.std != row.std else f"{row.std:.2f}"
+        lines.append(
+            f"| {row.task} | {row.shots} | {row.sampler} | {row.metric} | {mean} | {std} | "
+            f"{row.num_trials} | {row.num_samples} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO if "-v" in argv or "--verbose" in argv else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if argv and argv[0] == "sample-data":
+            return command_sample_data(argv[1:])
+        if argv and argv[0] == "list-tasks":
+            return command_list_tasks()
+        if argv and argv[0] == "run":
+            argv = argv[1:]
+        return command_run(argv)
+    except InputError as error:
+        print(f"flamingo-eval: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Evaluate a model on tasks and write a run folder; the code path behind `flamingo-eval run`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from flamingo_eval import data as data_loading
+from flamingo_eval.errors import InputError
+from flamingo_eval.models.base import EvalModel
+from flamingo_eval.registry import TaskSpec
+from flamingo_eval.results import RunDirectory, fingerprint, new_run_id, package_versions
+from flamingo_eval.runner import RequestHook, RunOptions, TaskRunner
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_DIR = Path("results")
+
+# Where this harness departs from OpenFlamingo's evaluation code, on purpose, in every run.
+PROTOCOL_DEVIATIONS = {
+    "attention_mask_and_position_ids": (
+        "every forward gets an attention mask and position ids derived from it; OpenFlamingo "
+        "passes none to its ranking forwards, so its scores can depend on batch composition"
+    ),
+    "per_item_demo_sampling": (
+        "each item's demonstrations come from a generator seeded by a hash of (trial seed, item "
+        "id); OpenFlamingo samples per batch from Python's random seeded with seed + rank"
+    ),
+    "join_annotations_by_id": (
+        "VQA questions are joined to annotations by question_id; OpenFlamingo pairs them by "
+        "list position"
+    ),
+    "okvqa_tokenize_preserve_line": (
+        "OK-VQA stemming tokenises with nltk.word_tokenize(preserve_line=True) (no punkt "
+        "sentence split); differs from OpenFlamingo only for multi-sentence answers"
+    ),
+}
+
+
+def resolve_data_dir(root: Path, task: TaskSpec) -> Path:
+    """Return the task's data folder: `root/<task name>` when it exists, else `root` itself."""
+    candidate = root / task.name
+    folder = candidate if candidate.is_dir() else root
+    if not folder.is_dir():
+        raise InputError(
+            f"data folder {folder} not found for task {task.name}; pass --data-dir, or create a "
+            f"sample with: flamingo-eval sample-data {task.name} {candidate}"
+        )
+    return folder
+
+
+def check_postprocess_requirements(task: TaskSpec) -> None:
+    """Fail before any model work when a post-processing step lacks the data it needs."""
+    if "okvqa_stem" in task.postprocess:
+        from flamingo_eval.metrics.okvqa_stemming import check_nltk_data
+
+        check_nltk_data()
+
+
+def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
+    """Collect the protocol settings that decide a task's scores, for metadata and fingerprints."""
+    return {
+        "prompt": asdict(task.prompt),
+        "generation": asdict(task.generation) if task.generation else None,
+        "ranking": asdict(task.ranking) if task.ranking else None,
+        "postprocess": task.postprocess,
+        "metrics": task.metrics,
+        "sampler": options.sampler,
+        "zero_shot_text_demos": options.prompt.zero_shot_text_demos,
+        "query_set_size": options.query_set_size,
+        "demo_split": task.data.demo_split,
+        "eval_split": task.data.eval_split,
+    }
+
+
+def evaluate(
+    model: EvalModel | Callable[[], EvalModel],
+    tasks: list[TaskSpec],
+    options: RunOptions,
+    *,
+    data_root: Path = Path("data"),
+    output_dir: Path | None = None,
+    results_dir: Path = DEFAULT_RESULTS_DIR,
+    command: list[str] | None = None,
+    request_hook: RequestHook | None = None,
+) -> tuple[pd.DataFrame, Path]:
+    """Evaluate `model` on `tasks`; return the summary table and the run folder.
+
+    `model` may be a function that builds the model: it is then called only after every input
+    has been loaded and checked, so bad data stops the run before any model work.
+    """
+    prepared = []
+    for task in tasks:
+        data_dir = resolve_data_dir(data_root, task)
+        check_postprocess_requirements(task)
+        demo_examples = data_loading.load_split(task, task.data.demo_split, data_dir)
+        eval_examples = data_loading.load_split(task, task.data.eval_split, data_dir)
+        class_names = data_loading.load_class_names(task, data_dir) if task.kind == "ranking" else None
+        prepared.append((task, data_dir, demo_examples, eval_examples, class_names))
+
+    if not isinstance(model, EvalModel):
+        model = model()
+    config = {
+        "model": model.identity(),
+        "tasks": {
+            task.name: {
+                "file_sha256": task.file_sha256,
+                "protocol": protocol_options(task, options),
+                "num_eval_examples": len(eval_examples),
+                "num_demo_examples": len(demo_examples),
+            }
+            for task, _, demo_examples, eval_examples, _ in prepared
+        },
+        "shots": options.shots,
+        "seeds": options.seeds,
+        "num_samples": options.num_samples,
+        "versions": package_versions(),
+    }
+    config_fingerprint = fingerprint(config)
+    run_path = output_dir or results_dir / new_run_id(config_fingerprint)
+    run_dir = RunDirectory(Path(run_path))
+    metadata = {
+        **config,
+        "fingerprint": config_fingerprint,
+        "command": command if command is not None else sys.argv,
+        "batch_size": options.batch_size,
+        "data_dirs": {task.name: str(data_dir) for task, data_dir, *_ in prepared},
+        "task_files": {task.name: str(task.source_path) for task in tasks},
+        "protocol_deviations": PROTOCOL_DEVIATIONS,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "running",
+    }
+    run_dir.write_metadata(metadata)
+    logger.info("writing run to %s", run_dir.path)
+
+    try:
+        for task, _, demo_examples, eval_examples, class_names in prepared:
+            runner = TaskRunner(
+                task, model, options, run_dir, class_names=class_names, request_hook=request_hook
+            )
+            runner.run(demo_examples, eval_examples)
+        summary = run_dir.write_summary()
+    finally:
+        run_dir.close()
+
+    metadata["status"] = "complete"
+    metadata["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    run_dir.write_metadata(metadata)
+    return summary, run_dir.path
