@@ -13,6 +13,9 @@ import pandas as pd
 
 from flamingo_eval import data as data_loading
 from flamingo_eval.errors import InputError
+from flamingo_eval.metrics import METRICS
+from flamingo_eval.metrics.captioning import CAPTION_METRICS, check_java
+from flamingo_eval.postprocess import check_postprocess
 from flamingo_eval.models.base import EvalModel
 from flamingo_eval.registry import TaskSpec
 from flamingo_eval.results import RunDirectory, fingerprint, new_run_id, package_versions
@@ -55,12 +58,16 @@ def resolve_data_dir(root: Path, task: TaskSpec) -> Path:
     return folder
 
 
-def check_postprocess_requirements(task: TaskSpec) -> None:
-    """Fail before any model work when a post-processing step lacks the data it needs."""
-    if "okvqa_stem" in task.postprocess:
-        from flamingo_eval.metrics.okvqa_stemming import check_nltk_data
-
-        check_nltk_data()
+def check_task_requirements(task: TaskSpec) -> None:
+    """Fail before any model work when a post-processing step or metric lacks what it needs."""
+    check_postprocess(task.postprocess)
+    unknown = [name for name in task.metric_names if name not in METRICS]
+    if unknown:
+        raise InputError(
+            f"{task.source_path}: unknown metric {unknown[0]!r}; known metrics: {', '.join(METRICS)}"
+        )
+    if any(name in CAPTION_METRICS for name in task.metric_names):
+        check_java()
 
 
 def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
@@ -98,7 +105,7 @@ def evaluate(
     prepared = []
     for task in tasks:
         data_dir = resolve_data_dir(data_root, task)
-        check_postprocess_requirements(task)
+        check_task_requirements(task)
         demo_examples = data_loading.load_split(task, task.data.demo_split, data_dir)
         eval_examples = data_loading.load_split(task, task.data.eval_split, data_dir)
         class_names = data_loading.load_class_names(task, data_dir) if task.kind == "ranking" else None

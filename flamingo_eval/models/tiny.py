@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from open_flamingo.src.helpers import GatedCrossAttentionBlock, PerceiverResampler
+
 from flamingo_eval.models.factory import PAD_TOKEN, build_flamingo
 
 TOKENIZER_FILE = Path(__file__).resolve().parent / "assets" / "tiny_tokenizer" / "tokenizer.json"
@@ -20,6 +22,11 @@ VISION_ENCODER = "tiny-vit"
 GATE_VALUE = 1.0
 SEED = 0
 MAX_POSITIONS = 2048  # 32-shot VQA prompts on the sample data are about 700 tokens
+# open_flamingo sizes the perceiver (6 layers, 64 latents) and the cross-attention (8 heads of
+# 64) for billion-parameter models; at hidden size 64 they would cost most of the compute, so
+# the tiny model swaps in smaller modules of the same classes.
+PERCEIVER = {"depth": 2, "dim_head": 16, "heads": 4, "num_latents": 16}
+CROSS_ATTENTION = {"dim_head": 16, "heads": 4, "ff_mult": 2}
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
@@ -49,6 +56,21 @@ def tiny_lm_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
     )
 
 
+def shrink_flamingo_modules(model) -> None:
+    """Replace the perceiver and gated cross-attention blocks with the tiny sizes above."""
+    model.perceiver = PerceiverResampler(dim=model.vis_dim, **PERCEIVER)
+    lang_encoder = model.lang_encoder
+    lang_encoder.gated_cross_attn_layers = torch.nn.ModuleList(
+        GatedCrossAttentionBlock(dim=model.lang_dim, dim_visual=model.vis_dim, **CROSS_ATTENTION)
+        if layer is not None
+        else None
+        for layer in lang_encoder.gated_cross_attn_layers
+    )
+    lang_encoder.init_flamingo_layers(gradient_checkpointing=False)
+    model.requires_grad_(False)
+    model.eval()
+
+
 def build_tiny(seed: int = SEED, gate_value: float = GATE_VALUE):
     """Build the tiny model; return (model, image_processor, tokenizer)."""
     generator_state = torch.random.get_rng_state()
@@ -63,6 +85,7 @@ def build_tiny(seed: int = SEED, gate_value: float = GATE_VALUE):
             tokenizer=tokenizer,
             cross_attn_every_n_layers=1,
         )
+        shrink_flamingo_modules(model)
     finally:
         torch.random.set_rng_state(generator_state)
     with torch.no_grad():
