@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
 
 from flamingo_eval.errors import InputError
 
-SUBCOMMANDS = ("run", "sample-data", "list-tasks")
+SUBCOMMANDS = ("run", "sample-data", "list-tasks", "compare", "report", "check")
+# Subcommands that only read run folders, each a module with main(argv) -> exit code.
+RUN_FOLDER_COMMANDS = ("compare", "report", "check")
 
 
 def parse_int_list(text: str, option: str, minimum: int = 0) -> list[int]:
@@ -32,7 +35,8 @@ def run_parser() -> argparse.ArgumentParser:
         prog="flamingo-eval",
         description=(
             "Few-shot evaluation of Flamingo-style models. Subcommands: run (the default), "
-            "sample-data, list-tasks."
+            "sample-data, list-tasks, compare, report, check; `flamingo-eval SUBCOMMAND --help` "
+            "describes each."
         ),
     )
     parser.add_argument("--task", action="append", help="task name or task file path; repeat for several tasks")
@@ -47,6 +51,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="model weights dtype (default: fp32)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder of the task's data, or a folder with one sub-folder per task (default: ./data)")
+    parser.add_argument("--source", choices=["files", "hf"], default="files", help="read the official file layout (files) or the task's Hugging Face datasets source (hf) (default: files)")
     parser.add_argument("--output-dir", type=Path, help="run folder to write (default: results/<timestamp>-<fingerprint>)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="parent of new run folders (default: ./results)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
@@ -123,6 +128,7 @@ def command_run(argv: list[str]) -> int:
         tasks,
         options,
         data_root=args.data_dir,
+        source=args.source,
         output_dir=args.output_dir,
         results_dir=args.results_dir,
         command=["flamingo-eval", *argv],
@@ -159,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             return command_sample_data(argv[1:])
         if argv and argv[0] == "list-tasks":
             return command_list_tasks()
+        if argv and argv[0] in RUN_FOLDER_COMMANDS:
+            module = importlib.import_module(f"flamingo_eval.{argv[0]}")
+            return module.main(argv[1:])
         if argv and argv[0] == "run":
             argv = argv[1:]
         return command_run(argv)

@@ -92,6 +92,7 @@ def evaluate(
     options: RunOptions,
     *,
     data_root: Path = Path("data"),
+    source: str = "files",
     output_dir: Path | None = None,
     results_dir: Path = DEFAULT_RESULTS_DIR,
     command: list[str] | None = None,
@@ -106,8 +107,8 @@ def evaluate(
     for task in tasks:
         data_dir = resolve_data_dir(data_root, task)
         check_task_requirements(task)
-        demo_examples = data_loading.load_split(task, task.data.demo_split, data_dir)
-        eval_examples = data_loading.load_split(task, task.data.eval_split, data_dir)
+        demo_examples = data_loading.load_split(task, task.data.demo_split, data_dir, source)
+        eval_examples = data_loading.load_split(task, task.data.eval_split, data_dir, source)
         class_names = data_loading.load_class_names(task, data_dir) if task.kind == "ranking" else None
         prepared.append((task, data_dir, demo_examples, eval_examples, class_names))
 
@@ -127,6 +128,7 @@ def evaluate(
         "shots": options.shots,
         "seeds": options.seeds,
         "num_samples": options.num_samples,
+        "data_source": source,
         "versions": package_versions(),
     }
     config_fingerprint = fingerprint(config)

@@ -127,6 +127,7 @@ class TaskRunner:
                 "seed": seed,
                 "sampler": self.options.sampler,
                 "sample_id": item.example.id,
+                "image_path": None if item.example.image.path is None else str(item.example.image.path),
                 "fields": {k: v for k, v in item.example.fields.items() if k != "answer"},
                 "demo_ids": [demo.id for demo in item.demos],
                 "prompt": item.request.prompt,
@@ -161,6 +162,7 @@ class TaskRunner:
             order = sorted(range(len(class_scores)), key=lambda index: (-class_scores[index], index))
             output = {
                 "prediction": order[0],
+                "class_name": self.class_names[order[0]],
                 "top_k": order[:5],
                 "class_scores": class_scores if len(class_scores) <= 10 else None,
             }
