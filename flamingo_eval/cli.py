@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import logging
 import sys
 from pathlib import Path
 
 from flamingo_eval.errors import InputError
+from flamingo_eval.models.options import add_model_arguments
 
 SUBCOMMANDS = ("run", "sample-data", "list-tasks", "compare", "report", "check")
 # Subcommands that only read run folders, each a module with main(argv) -> exit code.
@@ -30,6 +32,24 @@ def parse_int_list(text: str, option: str, minimum: int = 0) -> list[int]:
     return values
 
 
+def safe_folder_name(name: str) -> str:
+    """Turn a model name such as 'my.module:factory' into a folder name."""
+    return "".join(character if character.isalnum() or character in "-_." else "_" for character in name)
+
+
+def parse_batch_size(text: str) -> int | None:
+    """Parse --batch-size: a positive integer, or 'auto' (returned as None)."""
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InputError(f"--batch-size {text!r} must be a positive integer or 'auto'")
+    return value
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamingo-eval",
@@ -44,15 +64,16 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", help="comma-separated numbers of demonstrations (default: the task's list)")
     parser.add_argument("--seeds", default="42", help="comma-separated trial seeds; one trial per seed (default: 42)")
     parser.add_argument("--num-samples", type=int, help="evaluated items per trial, drawn with the trial seed (default: all)")
-    parser.add_argument("--batch-size", type=int, default=8, help="requests per model call (default: 8)")
+    parser.add_argument("--batch-size", default="8", help="requests per model call, or 'auto' to start at 32 and halve after running out of memory (default: 8)")
     parser.add_argument("--query-set-size", type=int, default=2048, help="train items per trial that demonstrations are drawn from (default: 2048)")
     parser.add_argument("--zero-shot-text-demos", type=int, default=2, help="text-only demonstrations shown at 0 shots (default: 2, as OpenFlamingo)")
-    parser.add_argument("--model", default="tiny", help="model preset (default: tiny)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="model weights dtype (default: fp32)")
+    parser.add_argument("--model", action="append", help="model preset (tiny, canary, openflamingo-3b, ...) or package.module:factory; repeat to evaluate several models on the same demos and items and compare them (default: tiny)")
+    add_model_arguments(parser)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder of the task's data, or a folder with one sub-folder per task (default: ./data)")
     parser.add_argument("--source", choices=["files", "hf"], default="files", help="read the official file layout (files) or the task's Hugging Face datasets source (hf) (default: files)")
     parser.add_argument("--output-dir", type=Path, help="run folder to write (default: results/<timestamp>-<fingerprint>)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR, skipping finished predictions (the same command without --output-dir also resumes its newest unfinished run)")
+    parser.add_argument("--dist-timeout", type=float, default=30, help="minutes a rank waits for the others in a collective before failing (default: 30)")
     parser.add_argument("--results-dir", type=Path, default=Path("results"), help="parent of new run folders (default: ./results)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     return parser
@@ -102,13 +123,13 @@ def command_run(argv: list[str]) -> int:
         return command_list_tasks()
     if not args.task:
         raise InputError("no task given; pass --task NAME (see --list-tasks)")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size {args.batch_size} must be at least 1")
+    batch_size = parse_batch_size(args.batch_size)
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be at least 1")
 
+    from flamingo_eval.distributed import init_distributed, shutdown_distributed
     from flamingo_eval.evaluate import evaluate
-    from flamingo_eval.models import load_model
+    from flamingo_eval.models import load_model_from_args
     from flamingo_eval.prompts import PromptOptions
     from flamingo_eval.registry import load_task
     from flamingo_eval.runner import RunOptions
@@ -119,22 +140,49 @@ def command_run(argv: list[str]) -> int:
         shots=shots,
         seeds=parse_int_list(args.seeds, "--seeds"),
         num_samples=args.num_samples,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
         query_set_size=args.query_set_size,
         prompt=PromptOptions(zero_shot_text_demos=args.zero_shot_text_demos),
     )
-    summary, run_path = evaluate(
-        lambda: load_model(args.model, device=args.device, precision=args.precision),
-        tasks,
-        options,
-        data_root=args.data_dir,
-        source=args.source,
-        output_dir=args.output_dir,
-        results_dir=args.results_dir,
-        command=["flamingo-eval", *argv],
-    )
-    print(format_summary(summary))
-    print(f"\nresults written to {run_path}")
+    if args.resume is not None and args.output_dir is not None and args.resume != args.output_dir:
+        raise InputError("pass either --resume RUN_DIR or --output-dir DIR, not both")
+    if args.resume is not None and not (args.resume / "metadata.json").is_file():
+        raise InputError(f"--resume {args.resume}: no metadata.json there; is it a run folder?")
+    models = args.model or ["tiny"]
+    if len(set(models)) != len(models):
+        raise InputError(f"--model lists a model twice: {', '.join(models)}")
+    if len(models) > 1 and args.resume is not None:
+        raise InputError("--resume takes one run folder; resume each model's run separately")
+    dist_context, args.device = init_distributed(args.device, args.dist_timeout)
+    run_paths = []
+    try:
+        for model_name in models:
+            output_dir = args.resume or args.output_dir
+            if output_dir is not None and len(models) > 1:
+                output_dir = output_dir / safe_folder_name(model_name)
+            model_args = argparse.Namespace(**{**vars(args), "model": model_name})
+            summary, run_path = evaluate(
+                lambda: load_model_from_args(model_args),
+                tasks,
+                options,
+                data_root=args.data_dir,
+                source=args.source,
+                output_dir=output_dir,
+                results_dir=args.results_dir,
+                command=["flamingo-eval", *argv],
+                dist_context=dist_context,
+            )
+            run_paths.append(run_path)
+            if dist_context.is_main:
+                print(f"\n{model_name}:\n{format_summary(summary)}")
+                print(f"\nresults written to {run_path}")
+    finally:
+        shutdown_distributed()
+    if dist_context.is_main and len(run_paths) > 1:
+        from flamingo_eval.compare import main as compare_main
+
+        print()
+        return compare_main([str(path) for path in run_paths])
     return 0
 
 
@@ -172,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
             argv = argv[1:]
         return command_run(argv)
     except InputError as error:
-        print(f"flamingo-eval: error: {error}", file=sys.stderr)
+        rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+        where = f" (rank {rank})" if rank is not None else ""
+        print(f"flamingo-eval: error{where}: {error}", file=sys.stderr)
         return 2
 
 

@@ -12,13 +12,16 @@ from typing import Any, Callable
 import pandas as pd
 
 from flamingo_eval import data as data_loading
+from flamingo_eval.distributed import DistContext
 from flamingo_eval.errors import InputError
+from flamingo_eval.journal import read_journals, repair_journal
 from flamingo_eval.metrics import METRICS
 from flamingo_eval.metrics.captioning import CAPTION_METRICS, check_java
 from flamingo_eval.postprocess import check_postprocess
 from flamingo_eval.models.base import EvalModel
 from flamingo_eval.registry import TaskSpec
 from flamingo_eval.results import RunDirectory, fingerprint, new_run_id, package_versions
+from flamingo_eval.resume import check_resumable, find_unfinished_run
 from flamingo_eval.runner import RequestHook, RunOptions, TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,10 @@ PROTOCOL_DEVIATIONS = {
     "join_annotations_by_id": (
         "VQA questions are joined to annotations by question_id; OpenFlamingo pairs them by "
         "list position"
+    ),
+    "suppress_image_token_in_generation": (
+        "the <image> token cannot be generated; in OpenFlamingo's code a generated <image> "
+        "changes how every other request in the batch attends to its images"
     ),
     "okvqa_tokenize_preserve_line": (
         "OK-VQA stemming tokenises with nltk.word_tokenize(preserve_line=True) (no punkt "
@@ -97,12 +104,16 @@ def evaluate(
     results_dir: Path = DEFAULT_RESULTS_DIR,
     command: list[str] | None = None,
     request_hook: RequestHook | None = None,
-) -> tuple[pd.DataFrame, Path]:
+    dist_context: DistContext | None = None,
+) -> tuple[pd.DataFrame | None, Path]:
     """Evaluate `model` on `tasks`; return the summary table and the run folder.
 
     `model` may be a function that builds the model: it is then called only after every input
-    has been loaded and checked, so bad data stops the run before any model work.
+    has been loaded and checked, so bad data stops the run before any model work. Under
+    torchrun, pass the `DistContext`: every rank evaluates its shard, and only rank 0 writes
+    the summary and returns it (other ranks return None).
     """
+    dist_context = dist_context or DistContext()
     prepared = []
     for task in tasks:
         data_dir = resolve_data_dir(data_root, task)
@@ -132,33 +143,75 @@ def evaluate(
         "versions": package_versions(),
     }
     config_fingerprint = fingerprint(config)
-    run_path = output_dir or results_dir / new_run_id(config_fingerprint)
-    run_dir = RunDirectory(Path(run_path))
+
+    run_path, previous = dist_context.broadcast(
+        choose_run_folder(config, config_fingerprint, output_dir, results_dir)
+        if dist_context.is_main
+        else None
+    )
+    run_dir = RunDirectory(run_path, rank=dist_context.rank)
+    repair_journal(run_dir.journal_path)
+    dist_context.barrier()
+    finished = read_journals(run_dir.path) if previous is not None else {}
+    dist_context.barrier()
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     metadata = {
         **config,
         "fingerprint": config_fingerprint,
         "command": command if command is not None else sys.argv,
-        "batch_size": options.batch_size,
+        "batch_size": options.batch_size if options.batch_size is not None else "auto",
+        "world_size": dist_context.world_size,
         "data_dirs": {task.name: str(data_dir) for task, data_dir, *_ in prepared},
         "task_files": {task.name: str(task.source_path) for task in tasks},
         "protocol_deviations": PROTOCOL_DEVIATIONS,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": previous["started_at"] if previous else now,
+        "resumed_at": [*(previous or {}).get("resumed_at", []), now] if previous else [],
         "status": "running",
     }
-    run_dir.write_metadata(metadata)
-    logger.info("writing run to %s", run_dir.path)
+    if dist_context.is_main:
+        run_dir.write_metadata(metadata)
+        logger.info(
+            "%s run in %s (%d finished predictions)",
+            "resuming" if previous else "writing", run_dir.path, len(finished),
+        )
 
     try:
         for task, _, demo_examples, eval_examples, class_names in prepared:
             runner = TaskRunner(
-                task, model, options, run_dir, class_names=class_names, request_hook=request_hook
+                task,
+                model,
+                options,
+                run_dir,
+                class_names=class_names,
+                finished=finished,
+                dist_context=dist_context,
+                request_hook=request_hook,
             )
             runner.run(demo_examples, eval_examples)
-        summary = run_dir.write_summary()
+        summary = run_dir.write_summary() if dist_context.is_main else None
     finally:
         run_dir.close()
 
-    metadata["status"] = "complete"
-    metadata["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    run_dir.write_metadata(metadata)
+    if dist_context.is_main:
+        metadata["status"] = "complete"
+        metadata["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        run_dir.write_metadata(metadata)
     return summary, run_dir.path
+
+
+def choose_run_folder(
+    config: dict[str, Any], config_fingerprint: str, output_dir: Path | None, results_dir: Path
+) -> tuple[Path, dict[str, Any] | None]:
+    """Pick the run folder and return it with the metadata of the run it resumes (or None).
+
+    An `output_dir` holding a run of this configuration is resumed, and one holding another
+    configuration is rejected. Without `output_dir`, the newest unfinished run of the same
+    configuration under `results_dir` is resumed, so re-running a command continues it.
+    """
+    if output_dir is not None:
+        return Path(output_dir), check_resumable(Path(output_dir), config)
+    unfinished = find_unfinished_run(results_dir, config_fingerprint)
+    if unfinished is not None:
+        return unfinished, check_resumable(unfinished, config)
+    return results_dir / new_run_id(config_fingerprint), None

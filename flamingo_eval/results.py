@@ -3,8 +3,8 @@
 Layout of `results/<run id>/`:
 - `metadata.json`: command, model, package versions, seeds, protocol options and deviations,
   fingerprint, and `status` ("running" until the summary is written, then "complete").
-- `journal.jsonl`: every finished prediction, appended and flushed batch by batch, so a crash
-  loses no finished work.
+- `journal.rank<N>.jsonl`: every finished prediction of rank N, appended and flushed batch by
+  batch, so a crash loses no finished work and a re-run resumes from it.
 - `predictions.jsonl`: per-sample records with their scores, rewritten whole after each
   (task, shots, trial) finishes.
 - `trials.csv`: one row per (task, shots, sampler, trial seed, metric).
@@ -27,6 +27,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+from flamingo_eval.journal import journal_path
 
 PACKAGES = (
     "flamingo-eval",
@@ -124,10 +126,10 @@ def summarize(trials: pd.DataFrame) -> pd.DataFrame:
 class RunDirectory:
     """Writes one run's folder; see the module docstring for its files."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rank: int = 0):
         self.path = path
         self.path.mkdir(parents=True, exist_ok=True)
-        self.journal_path = path / "journal.jsonl"
+        self.journal_path = journal_path(path, rank)
         self.predictions_path = path / "predictions.jsonl"
         self.trials_path = path / "trials.csv"
         self.summary_path = path / "summary.csv"

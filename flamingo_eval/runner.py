@@ -1,15 +1,20 @@
-"""The runner: builds every request of a (task, shots, trial) first, then batches them through
-the model, post-processes, scores, and hands records to the run folder."""
+"""The runner: builds every request of a (task, shots, trial) first, then shards, orders and
+batches them through the model, and gathers, scores and writes the records on rank 0."""
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from tqdm import tqdm
 
 from flamingo_eval.data.example import Example
+from flamingo_eval.distributed import DistContext
+from flamingo_eval.errors import InputError
+from flamingo_eval.journal import RecordKey
 from flamingo_eval.metrics import METRICS
 from flamingo_eval.models.base import EvalModel, Request
 from flamingo_eval.postprocess import apply_postprocess
@@ -20,15 +25,20 @@ from flamingo_eval.samplers import DEFAULT_QUERY_SET_SIZE, RandomSampler, draw_t
 
 logger = logging.getLogger(__name__)
 
+AUTO_BATCH_SIZE_START = 32
+
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What to evaluate and how; every field is recorded in the run's metadata."""
+    """What to evaluate and how; every field is recorded in the run's metadata.
+
+    `batch_size` None means "auto": start at 32 requests and halve after an out-of-memory error.
+    """
 
     shots: list[int]
     seeds: list[int] = field(default_factory=lambda: [42])
     num_samples: int | None = None
-    batch_size: int = 8
+    batch_size: int | None = 8
     query_set_size: int = DEFAULT_QUERY_SET_SIZE
     sampler: str = "random"
     prompt: PromptOptions = field(default_factory=PromptOptions)
@@ -59,6 +69,8 @@ class TaskRunner:
         run_dir: RunDirectory,
         *,
         class_names: list[str] | None = None,
+        finished: dict[RecordKey, dict[str, Any]] | None = None,
+        dist_context: DistContext | None = None,
         request_hook: RequestHook | None = None,
     ):
         self.task = task
@@ -66,7 +78,10 @@ class TaskRunner:
         self.options = options
         self.run_dir = run_dir
         self.class_names = class_names
+        self.finished = finished or {}
+        self.dist = dist_context or DistContext()
         self.request_hook = request_hook
+        self.batch_size = options.batch_size or AUTO_BATCH_SIZE_START
 
     def run(self, demo_examples: list[Example], eval_examples: list[Example]) -> None:
         trials = [
@@ -80,7 +95,10 @@ class TaskRunner:
             for seed in self.options.seeds
         ]
         total = sum(len(trial.eval_examples) for trial in trials) * len(self.options.shots)
-        progress = tqdm(total=total, desc=self.task.name, unit="item", dynamic_ncols=True)
+        progress = tqdm(
+            total=total, desc=self.task.name, unit="item", dynamic_ncols=True,
+            disable=not self.dist.is_main,
+        )
         try:
             for trial in trials:
                 sampler = RandomSampler(trial.query_set, trial.seed)
@@ -90,9 +108,6 @@ class TaskRunner:
             progress.close()
 
     def _run_group(self, seed: int, shots: int, examples: list[Example], sampler, progress) -> None:
-        logger.info(
-            "task %s: %d shots, trial seed %d, %d items", self.task.name, shots, seed, len(examples)
-        )
         count = demo_count(shots, self.options.prompt)
         pending = []
         for example in examples:
@@ -100,17 +115,74 @@ class TaskRunner:
             request = build_request(self.task.prompt, example, demos, shots)
             pending.append(PendingItem(example, demos, request))
 
+        done = {}
+        for item in pending:
+            key = (self.task.name, shots, seed, self.options.sampler, item.example.id)
+            if key in self.finished:
+                done[item.example.id] = self.finished[key]
+        todo = [item for item in pending if item.example.id not in done]
+        logger.info(
+            "task %s: %d shots, trial seed %d: %d items, %d already finished",
+            self.task.name, shots, seed, len(pending), len(done),
+        )
+        progress.update(len(done))
+
         records = []
-        batch_size = self.options.batch_size
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            batch_records = self._run_batch(batch, seed, shots)
+        for batch in self._batches(self.dist.shard(todo)):
+            batch_records = self._run_batch_adaptive(batch, seed, shots)
             self.run_dir.append_journal(batch_records)
             records.extend(batch_records)
-            progress.update(len(batch))
+            progress.update(min(len(batch) * self.dist.world_size, progress.total - progress.n))
 
-        trial_rows = self._score(records, seed, shots)
-        self.run_dir.add_scored(records, trial_rows)
+        gathered = self.dist.gather(records)
+        if not self.dist.is_main:
+            return
+        by_id = dict(done)
+        for rank_records in gathered:
+            for record in rank_records:
+                by_id.setdefault(record["sample_id"], record)
+        ordered = [dict(by_id[item.example.id]) for item in pending]
+        for record in ordered:
+            record.pop("scores", None)
+        trial_rows = self._score(ordered, seed, shots)
+        self.run_dir.add_scored(ordered, trial_rows)
+
+    def _batches(self, items: list[PendingItem]) -> list[list[PendingItem]]:
+        """Group items into batches of similar image count and prompt length.
+
+        Sorting before batching keeps padding low; results do not depend on batch composition,
+        and the records are put back in their original order after gathering.
+        """
+        ordered = sorted(
+            items,
+            key=lambda item: (len(item.request.images), len(item.request.prompt), item.example.id),
+            reverse=True,
+        )
+        return [ordered[start : start + self.batch_size] for start in range(0, len(ordered), self.batch_size)]
+
+    def _run_batch_adaptive(self, batch: list[PendingItem], seed: int, shots: int) -> list[dict[str, Any]]:
+        """Run a batch; with `--batch-size auto`, split it after an out-of-memory error."""
+        try:
+            return self._run_batch(batch, seed, shots)
+        except torch.OutOfMemoryError:
+            if self.options.batch_size is not None:
+                raise InputError(
+                    f"out of memory at batch size {len(batch)} (task {self.task.name}, {shots} "
+                    "shots); lower --batch-size or pass --batch-size auto"
+                ) from None
+            if len(batch) == 1:
+                raise InputError(
+                    f"out of memory on a single request (task {self.task.name}, {shots} shots); "
+                    "use fewer shots, a lower precision or a larger device"
+                ) from None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.batch_size = max(1, math.ceil(len(batch) / 2))
+        logger.warning("out of memory at batch size %d; retrying at %d", len(batch), self.batch_size)
+        half = self.batch_size
+        return self._run_batch_adaptive(batch[:half], seed, shots) + self._run_batch_adaptive(
+            batch[half:], seed, shots
+        )
 
     def _run_batch(self, batch: list[PendingItem], seed: int, shots: int) -> list[dict[str, Any]]:
         requests = [item.request for item in batch]
@@ -203,13 +275,10 @@ class TaskRunner:
 
 
 def positive_probability(class_scores: list[float], positive_index: int) -> float:
-    """Probability of the positive class, normalised over the class names' scores.
+    """Probability of the positive class from a softmax over the class names' scores.
 
-    OpenFlamingo ranks HatefulMemes by the probability of "yes" from a softmax over the two
-    class names' log-likelihoods; ROC-AUC only needs the order, which this preserves.
+    OpenFlamingo scores HatefulMemes by the probability of "yes" computed the same way.
     """
-    import math
-
     top = max(class_scores)
     exponentials = [math.exp(score - top) for score in class_scores]
     return exponentials[positive_index] / sum(exponentials)

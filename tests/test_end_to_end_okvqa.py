@@ -32,7 +32,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_run_folder_complete(okvqa_run):
-    for name in ("metadata.json", "predictions.jsonl", "journal.jsonl", "summary.csv", "trials.csv"):
+    for name in ("metadata.json", "predictions.jsonl", "journal.rank0.jsonl", "summary.csv", "trials.csv"):
         assert (okvqa_run / name).is_file(), name
     metadata = json.loads((okvqa_run / "metadata.json").read_text())
     assert metadata["status"] == "complete"
@@ -101,8 +101,9 @@ def test_golden_predictions(okvqa_run):
 
 
 def test_journal_matches_predictions(okvqa_run):
-    journal = read_jsonl(okvqa_run / "journal.jsonl")
+    journal = read_jsonl(okvqa_run / "journal.rank0.jsonl")
     predictions = read_jsonl(okvqa_run / "predictions.jsonl")
-    assert [(r["shots"], r["sample_id"], r["raw_output"]) for r in journal] == [
-        (r["shots"], r["sample_id"], r["raw_output"]) for r in predictions
-    ]
+    journal_outputs = {(r["shots"], r["sample_id"]): r["raw_output"] for r in journal}
+    prediction_outputs = {(r["shots"], r["sample_id"]): r["raw_output"] for r in predictions}
+    assert len(journal) == len(predictions)
+    assert journal_outputs == prediction_outputs

@@ -9,6 +9,7 @@ import torch
 
 from flamingo_eval.data.example import ImageRef
 from flamingo_eval.models.base import EvalModel, Generation, Request
+from flamingo_eval.models.precision import autocast
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -34,19 +35,34 @@ class FlamingoModel(EvalModel):
         name: str,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        autocast_dtype: torch.dtype | None = None,
+        precision: str | None = None,
         identity: dict[str, Any] | None = None,
     ):
+        # Module.to(dtype) casts only floating-point parameters and buffers.
         self.model = model.to(device=device, dtype=dtype).eval()
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device)
         self.dtype = dtype
+        self.autocast_dtype = autocast_dtype
+        self.precision = precision or str(dtype).replace("torch.", "")
         self._identity = dict(identity or {})
         self.end_of_chunk_id = model.eoc_token_id
 
     def identity(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": str(self.dtype).replace("torch.", ""), **self._identity}
+        return {
+            "name": self.name,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "precision": self.precision,
+            "device": str(self.device),
+            **self._identity,
+        }
+
+    def autocast(self):
+        """Autocast context of the amp precision modes; a no-op context otherwise."""
+        return autocast(self.device, self.autocast_dtype)
 
     # Inputs ---------------------------------------------------------------------------------
 
@@ -116,17 +132,22 @@ class FlamingoModel(EvalModel):
         length_penalty: float = 0.0,
     ) -> list[Generation]:
         input_ids, attention_mask = self.encode_text([request.prompt for request in requests])
-        media = self.encode_images(self.vision_batch(requests))
+        with self.autocast():
+            media = self.encode_images(self.vision_batch(requests))
         if num_beams > 1:
             media = media.repeat_interleave(num_beams, dim=0)
 
-        with self.conditioned_on(media, cached_media_locations=True):
+        with self.conditioned_on(media, cached_media_locations=True), self.autocast():
             output = self.model.lang_encoder.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask),
                 eos_token_id=self.end_of_chunk_id,
                 pad_token_id=self.tokenizer.pad_token_id,
+                # A generated <image> token would make open_flamingo re-condition the media
+                # locations of every row in the batch, coupling one request's output to
+                # another's; no image can follow it anyway.
+                suppress_tokens=[self.model.media_token_id],
                 num_beams=num_beams,
                 max_new_tokens=max_new_tokens,
                 min_new_tokens=min_new_tokens,
@@ -164,8 +185,9 @@ class FlamingoModel(EvalModel):
     def logits(self, requests: list[Request]) -> tuple[torch.Tensor, torch.Tensor]:
         """Run one full forward; return next-token logits (B, T, V) and the attention mask."""
         input_ids, attention_mask = self.encode_text([request.prompt for request in requests])
-        media = self.encode_images(self.vision_batch(requests))
-        with self.conditioned_on(media, cached_media_locations=False):
+        with self.autocast():
+            media = self.encode_images(self.vision_batch(requests))
+        with self.conditioned_on(media, cached_media_locations=False), self.autocast():
             output = self.model.lang_encoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -205,8 +227,9 @@ class FlamingoModel(EvalModel):
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
 
-        media = self.encode_images(self.vision_batch(requests))
-        with self.conditioned_on(media, cached_media_locations=False):
+        with self.autocast():
+            media = self.encode_images(self.vision_batch(requests))
+        with self.conditioned_on(media, cached_media_locations=False), self.autocast():
             logits = self.model.lang_encoder(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
