@@ -12,7 +12,7 @@ from pathlib import Path
 from flamingo_eval.errors import InputError
 from flamingo_eval.models.options import add_model_arguments
 
-SUBCOMMANDS = ("run", "sample-data", "list-tasks", "compare", "report", "check")
+SUBCOMMANDS = ("run", "sample-data", "list-tasks", "cache-features", "compare", "report", "check")
 # Subcommands that only read run folders, each a module with main(argv) -> exit code.
 RUN_FOLDER_COMMANDS = ("compare", "report", "check")
 
@@ -50,12 +50,55 @@ def parse_batch_size(text: str) -> int | None:
     return value
 
 
+def add_rices_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rices-encoder", default="ViT-L-14-quickgelu", help="open_clip model that embeds images for RICES (default: ViT-L-14-quickgelu, OpenFlamingo's CLIP ViT-L/14)")
+    parser.add_argument("--rices-pretrained", default="openai", help="open_clip pretrained tag of the RICES encoder, or 'random' (default: openai)")
+    parser.add_argument("--feature-cache-dir", type=Path, help="folder of cached RICES image features (default: ~/.cache/flamingo-eval/features)")
+    parser.add_argument("--rices-backend", choices=["torch", "faiss"], default="torch", help="exact top-k search with torch, or with faiss-cpu if installed (default: torch)")
+
+
+def rices_options_from_args(args: argparse.Namespace):
+    from flamingo_eval.rices import RicesOptions, default_feature_cache_dir, parse_pretrained
+
+    return RicesOptions(
+        encoder=args.rices_encoder,
+        pretrained=parse_pretrained(args.rices_pretrained),
+        cache_dir=args.feature_cache_dir or default_feature_cache_dir(),
+        device=args.device,
+        backend=args.rices_backend,
+    )
+
+
+def command_cache_features(argv: list[str]) -> int:
+    """Compute and cache RICES image features of a task's demo and eval splits."""
+    from flamingo_eval.evaluate import resolve_data_dir
+    from flamingo_eval.registry import load_task
+    from flamingo_eval.rices import cache_task_features
+
+    parser = argparse.ArgumentParser(
+        prog="flamingo-eval cache-features",
+        description="Compute the RICES image features of a task's splits ahead of a run.",
+    )
+    parser.add_argument("--task", action="append", required=True, help="task name or task file; repeat for several")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder of the task's data, or one with a sub-folder per task (default: ./data)")
+    parser.add_argument("--source", choices=["files", "hf"], default="files", help="data source (default: files)")
+    parser.add_argument("--device", default="cpu", help="torch device for the encoder (default: cpu)")
+    add_rices_arguments(parser)
+    args = parser.parse_args(argv)
+    options = rices_options_from_args(args)
+    for name in args.task:
+        task = load_task(name)
+        for path in cache_task_features(task, resolve_data_dir(args.data_dir, task), options, source=args.source):
+            print(f"{task.name}: {path}")
+    return 0
+
+
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flamingo-eval",
         description=(
             "Few-shot evaluation of Flamingo-style models. Subcommands: run (the default), "
-            "sample-data, list-tasks, compare, report, check; `flamingo-eval SUBCOMMAND --help` "
+            "sample-data, list-tasks, cache-features, compare, report, check; `flamingo-eval SUBCOMMAND --help` "
             "describes each."
         ),
     )
@@ -67,6 +110,10 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", default="8", help="requests per model call, or 'auto' to start at 32 and halve after running out of memory (default: 8)")
     parser.add_argument("--query-set-size", type=int, default=2048, help="train items per trial that demonstrations are drawn from (default: 2048)")
     parser.add_argument("--zero-shot-text-demos", type=int, default=2, help="text-only demonstrations shown at 0 shots (default: 2, as OpenFlamingo)")
+    parser.add_argument("--sampler", choices=["random", "rices"], default="random", help="how demonstrations are chosen: random from the query set, or RICES retrieval of the most similar train images (default: random)")
+    add_rices_arguments(parser)
+    parser.add_argument("--demo-order", choices=["retrieved", "random"], default="retrieved", help="RICES demo order: as retrieved (most similar last) or shuffled with the trial seed (default: retrieved)")
+    parser.add_argument("--demos-per-class", type=int, help="ranking tasks: draw demos from a support set of this many train examples per class")
     parser.add_argument("--model", action="append", help="model preset (tiny, canary, openflamingo-3b, ...) or package.module:factory; repeat to evaluate several models on the same demos and items and compare them (default: tiny)")
     add_model_arguments(parser)
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="folder of the task's data, or a folder with one sub-folder per task (default: ./data)")
@@ -124,6 +171,8 @@ def command_run(argv: list[str]) -> int:
     if not args.task:
         raise InputError("no task given; pass --task NAME (see --list-tasks)")
     batch_size = parse_batch_size(args.batch_size)
+    if args.demos_per_class is not None and args.demos_per_class < 1:
+        raise InputError(f"--demos-per-class {args.demos_per_class} must be at least 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be at least 1")
 
@@ -143,6 +192,10 @@ def command_run(argv: list[str]) -> int:
         batch_size=batch_size,
         query_set_size=args.query_set_size,
         prompt=PromptOptions(zero_shot_text_demos=args.zero_shot_text_demos),
+        sampler=args.sampler,
+        rices=rices_options_from_args(args) if args.sampler == "rices" else None,
+        demo_order=args.demo_order,
+        demos_per_class=args.demos_per_class,
     )
     if args.resume is not None and args.output_dir is not None and args.resume != args.output_dir:
         raise InputError("pass either --resume RUN_DIR or --output-dir DIR, not both")
@@ -213,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             return command_sample_data(argv[1:])
         if argv and argv[0] == "list-tasks":
             return command_list_tasks()
+        if argv and argv[0] == "cache-features":
+            return command_cache_features(argv[1:])
         if argv and argv[0] in RUN_FOLDER_COMMANDS:
             module = importlib.import_module(f"flamingo_eval.{argv[0]}")
             return module.main(argv[1:])

@@ -86,11 +86,22 @@ def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
         "postprocess": task.postprocess,
         "metrics": task.metrics,
         "sampler": options.sampler,
+        "rices": rices_settings(options),
+        "demo_order": options.demo_order if options.sampler == "rices" else None,
+        "demos_per_class": options.demos_per_class,
         "zero_shot_text_demos": options.prompt.zero_shot_text_demos,
         "query_set_size": options.query_set_size,
         "demo_split": task.data.demo_split,
         "eval_split": task.data.eval_split,
     }
+
+
+def rices_settings(options: RunOptions) -> dict[str, Any] | None:
+    """The RICES settings that decide which demos are retrieved (None for random demos)."""
+    if options.sampler != "rices":
+        return None
+    rices = options.rices
+    return {"encoder": rices.encoder, "pretrained": rices.pretrained, "backend": rices.backend}
 
 
 def evaluate(

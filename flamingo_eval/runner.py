@@ -42,6 +42,12 @@ class RunOptions:
     query_set_size: int = DEFAULT_QUERY_SET_SIZE
     sampler: str = "random"
     prompt: PromptOptions = field(default_factory=PromptOptions)
+    # RICES settings (flamingo_eval.rices.RicesOptions) when sampler is "rices".
+    rices: Any = None
+    # "retrieved": RICES demos in ascending similarity; "random": shuffled per item and trial.
+    demo_order: str = "retrieved"
+    # Ranking tasks: draw demos from a support set with this many train examples per class.
+    demos_per_class: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,13 +105,45 @@ class TaskRunner:
             total=total, desc=self.task.name, unit="item", dynamic_ncols=True,
             disable=not self.dist.is_main,
         )
+        rices_index = None
+        if self.options.sampler == "rices":
+            from flamingo_eval.rices import load_rices_index
+
+            # Rank 0 builds any missing feature cache first; the other ranks then read it.
+            if not self.dist.is_main:
+                self.dist.barrier()
+            rices_index = load_rices_index(self.task, demo_examples, eval_examples, self.options.rices)
+            if self.dist.is_main:
+                self.dist.barrier()
         try:
             for trial in trials:
-                sampler = RandomSampler(trial.query_set, trial.seed)
+                sampler = self._sampler(trial, demo_examples, rices_index)
                 for shots in self.options.shots:
                     self._run_group(trial.seed, shots, trial.eval_examples, sampler, progress)
         finally:
             progress.close()
+
+    def _sampler(self, trial, demo_examples: list[Example], rices_index):
+        """Build the trial's demonstration sampler (random from the query set, or RICES)."""
+        support = None
+        if self.options.demos_per_class is not None:
+            from flamingo_eval.rices import class_balanced_indices
+
+            support = class_balanced_indices(
+                demo_examples, self.options.demos_per_class, trial.seed, len(self.class_names or [])
+                or None,
+            )
+        if rices_index is None:
+            pool = trial.query_set if support is None else [demo_examples[i] for i in support]
+            return RandomSampler(pool, trial.seed)
+
+        from flamingo_eval.rices import RicesSampler
+
+        index = rices_index if support is None else rices_index.restrict_pool(support)
+        sampler = RicesSampler(index, trial.seed, self.options.demo_order)
+        max_demos = max(demo_count(shots, self.options.prompt) for shots in self.options.shots)
+        sampler.prepare(trial.eval_examples, max_demos)
+        return sampler
 
     def _run_group(self, seed: int, shots: int, examples: list[Example], sampler, progress) -> None:
         count = demo_count(shots, self.options.prompt)
