@@ -48,6 +48,8 @@ class RunOptions:
     demo_order: str = "retrieved"
     # Ranking tasks: draw demos from a support set with this many train examples per class.
     demos_per_class: int | None = None
+    # False batches items in arrival order (the plain path benchmarks compare against).
+    length_sorted_batches: bool = True
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,11 @@ class TaskRunner:
         progress.update(len(done))
 
         records = []
-        for batch in self._batches(self.dist.shard(todo)):
+        batches = self._batches(self.dist.shard(todo))
+        prefetch = getattr(self.model, "prefetch", None)
+        for index, batch in enumerate(batches):
+            if prefetch is not None and index + 1 < len(batches):
+                prefetch([item.request for item in batches[index + 1]])
             batch_records = self._run_batch_adaptive(batch, seed, shots)
             self.run_dir.append_journal(batch_records)
             records.extend(batch_records)
@@ -191,11 +197,13 @@ class TaskRunner:
         Sorting before batching keeps padding low; results do not depend on batch composition,
         and the records are put back in their original order after gathering.
         """
-        ordered = sorted(
-            items,
-            key=lambda item: (len(item.request.images), len(item.request.prompt), item.example.id),
-            reverse=True,
-        )
+        ordered = items
+        if self.options.length_sorted_batches:
+            ordered = sorted(
+                items,
+                key=lambda item: (len(item.request.images), len(item.request.prompt), item.example.id),
+                reverse=True,
+            )
         return [ordered[start : start + self.batch_size] for start in range(0, len(ordered), self.batch_size)]
 
     def _run_batch_adaptive(self, batch: list[PendingItem], seed: int, shots: int) -> list[dict[str, Any]]:

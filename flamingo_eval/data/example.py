@@ -16,13 +16,22 @@ from flamingo_eval.errors import InputError
 class ImageRef:
     """A lazy reference to one image: a file path, or bytes fetched on demand.
 
-    `key` identifies the image across splits (two examples showing the same picture share it), so
-    RICES can exclude a query's own image and the runner can cache vision features by it.
+    `key` identifies the picture across splits (two examples showing the same picture share it),
+    so RICES can exclude a query's own image. `source_id` identifies where the pixels come from
+    (a dataset row) when there is no path; `cache_key` combines them into the key under which
+    vision features are cached, unique even when two splits reuse an image id.
     """
 
     key: str
     path: Path | None = None
     load_bytes: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+    source_id: str | None = None
+
+    @property
+    def cache_key(self) -> str:
+        if self.path is not None:
+            return str(self.path)
+        return f"{self.source_id}|{self.key}" if self.source_id is not None else self.key
 
     def open(self) -> Image.Image:
         """Open the image as RGB, raising InputError for a missing or unreadable file."""

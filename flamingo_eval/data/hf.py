@@ -176,6 +176,8 @@ class _BuildContext:
             )
         feature = dataset.features[self.image_column]
         self._images = None
+        # Identifies this dataset's rows in vision-feature cache keys (datasets' own content hash).
+        self._dataset_fingerprint = getattr(dataset, "_fingerprint", None) or str(id(dataset))
         self.has_image_feature = isinstance(feature, datasets.Image)
         if self.has_image_feature:
             self._images = dataset.select_columns([self.image_column]).cast_column(
@@ -202,7 +204,8 @@ class _BuildContext:
         """Return a lazy reference to the image of row `index`, identified by str(key)."""
         if self._images is not None:
             load = functools.partial(_image_bytes, self._images, self.image_column, index)
-            return ImageRef(key=str(key), load_bytes=load)
+            source_id = f"{self._dataset_fingerprint}/{index}"
+            return ImageRef(key=str(key), load_bytes=load, source_id=source_id)
         path = row.get(self.image_column)
         if not isinstance(path, str) or not path:
             raise InputError(
