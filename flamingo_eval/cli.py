@@ -12,7 +12,7 @@ from pathlib import Path
 from flamingo_eval.errors import InputError
 from flamingo_eval.models.options import add_model_arguments
 
-SUBCOMMANDS = ("run", "sample-data", "list-tasks", "cache-features", "compare", "report", "check")
+SUBCOMMANDS = ("run", "sample-data", "list-tasks", "cache-features", "export-hf", "compare", "report", "check")
 # Subcommands that only read run folders, each a module with main(argv) -> exit code.
 RUN_FOLDER_COMMANDS = ("compare", "report", "check")
 
@@ -98,7 +98,7 @@ def run_parser() -> argparse.ArgumentParser:
         prog="flamingo-eval",
         description=(
             "Few-shot evaluation of Flamingo-style models. Subcommands: run (the default), "
-            "sample-data, list-tasks, cache-features, compare, report, check; `flamingo-eval SUBCOMMAND --help` "
+            "sample-data, list-tasks, cache-features, export-hf, compare, report, check; `flamingo-eval SUBCOMMAND --help` "
             "describes each."
         ),
     )
@@ -266,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             return command_sample_data(argv[1:])
         if argv and argv[0] == "list-tasks":
             return command_list_tasks()
+        if argv and argv[0] == "export-hf":
+            from flamingo_eval.data import hf_export
+
+            return hf_export.main(argv[1:])
         if argv and argv[0] == "cache-features":
             return command_cache_features(argv[1:])
         if argv and argv[0] in RUN_FOLDER_COMMANDS:

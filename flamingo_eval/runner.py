@@ -21,6 +21,7 @@ from flamingo_eval.postprocess import apply_postprocess
 from flamingo_eval.prompts import PromptOptions, build_request, demo_count
 from flamingo_eval.registry import TaskSpec
 from flamingo_eval.results import RunDirectory
+from flamingo_eval.submission import write_submission
 from flamingo_eval.samplers import DEFAULT_QUERY_SET_SIZE, RandomSampler, draw_trial
 
 logger = logging.getLogger(__name__)
@@ -190,6 +191,10 @@ class TaskRunner:
             record.pop("scores", None)
         trial_rows = self._score(ordered, seed, shots)
         self.run_dir.add_scored(ordered, trial_rows)
+        if "vqa_accuracy" in self.task.metric_names and all(r["target"] is None for r in ordered):
+            # An unannotated split (VQAv2 or VizWiz test-dev) is scored by EvalAI instead.
+            paths = write_submission(self.task, ordered, self.run_dir.path)
+            logger.info("wrote EvalAI submission files: %s", ", ".join(map(str, paths)))
 
     def _batches(self, items: list[PendingItem]) -> list[list[PendingItem]]:
         """Group items into batches of similar image count and prompt length.

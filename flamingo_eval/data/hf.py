@@ -243,7 +243,9 @@ def _vqa_row(row: dict[str, Any], image: ImageFactory, context: _BuildContext) -
     image_id = context.value(row, "image_id", required=False)
     image_id = example_id if image_id is None else image_id
     answers = context.value(row, "answers", required=False)
-    target = None if answers is None else [_answer_record(answer) for answer in answers]
+    target = None if answers is None else [
+        _answer_record(answer, position) for position, answer in enumerate(answers)
+    ]
     fields = {
         "question": context.value(row, "question"),
         "answer": target[0]["answer"] if target else "",
@@ -252,15 +254,17 @@ def _vqa_row(row: dict[str, Any], image: ImageFactory, context: _BuildContext) -
     return Example(id=example_id, image=image(image_id), fields=fields, target=target or None)
 
 
-def _answer_record(answer: Any) -> dict[str, Any]:
+def _answer_record(answer: Any, position: int) -> dict[str, Any]:
     """Return an answer record as the VQA files write it.
 
     Arrow gives every record of a column the same keys, filling absent ones with None, so keys
-    whose value is None are dropped. A plain string becomes {"answer": string}.
+    whose value is None are dropped. A plain string becomes {"answer": string, "answer_id":
+    position + 1}: without distinct ids, VQA accuracy drops all records equal to the held-out
+    one together, and ten identical correct answers would score 0.
     """
     if isinstance(answer, dict):
         return {key: value for key, value in answer.items() if value is not None}
-    return {"answer": answer}
+    return {"answer": answer, "answer_id": position + 1}
 
 
 def _caption_row(row: dict[str, Any], image: ImageFactory, context: _BuildContext) -> Example:

@@ -84,9 +84,9 @@ def tokenize_captions(
 
     captions = {}
     for image_id, text in predictions.items():
-        captions[("candidate", image_id)] = [{"caption": text}]
+        captions[("candidate", image_id)] = [{"caption": _one_line(text)}]
     for image_id, texts in references.items():
-        captions[("reference", image_id)] = [{"caption": text} for text in texts]
+        captions[("reference", image_id)] = [{"caption": _one_line(text)} for text in texts]
     tokenized = PTBTokenizer().tokenize(captions)
     if len(tokenized) != len(captions):
         raise RuntimeError(
@@ -96,6 +96,15 @@ def tokenize_captions(
     candidates = {image_id: tokenized[("candidate", image_id)] for image_id in predictions}
     tokenized_references = {image_id: tokenized[("reference", image_id)] for image_id in references}
     return candidates, tokenized_references
+
+
+# The PTB tokenizer's Java process splits its input at these characters as well as at "\n",
+# so one of them inside a caption would shift every later caption onto the wrong image.
+_JAVA_LINE_BREAKS = str.maketrans({character: " " for character in "\r\x0b\x0c\u2028\u2029"})
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").translate(_JAVA_LINE_BREAKS)
 
 
 def _run_scorer(
