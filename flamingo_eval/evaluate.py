@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RESULTS_DIR = Path("results")
 
-# Where this harness departs from OpenFlamingo's evaluation code, on purpose, in every run.
+# Deliberate departures from OpenFlamingo's evaluation code, recorded in every run's metadata.
 PROTOCOL_DEVIATIONS = {
     "attention_mask_and_position_ids": (
         "every forward gets an attention mask and position ids derived from it; OpenFlamingo "
@@ -97,7 +97,7 @@ def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
 
 
 def rices_settings(options: RunOptions) -> dict[str, Any] | None:
-    """The RICES settings that decide which demos are retrieved (None for random demos)."""
+    """Return the RICES settings that decide which demos are retrieved (None for random demos)."""
     if options.sampler != "rices":
         return None
     rices = options.rices

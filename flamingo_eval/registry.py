@@ -21,7 +21,7 @@ TASK_KINDS = ("generation", "ranking")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where a task's examples come from.
+    """Source of a task's examples.
 
     `loader` names a function in `flamingo_eval.data.LOADERS`. `splits` maps a split name to the
     loader's settings for it (file names relative to the data folder, image folder, ...).

@@ -50,10 +50,10 @@ def read_metadata(run_dir: Path) -> dict[str, Any] | None:
 
 
 def check_resumable(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """Return the stored metadata when `run_dir` holds a run of this configuration.
+    """Return the stored metadata when `run_dir` contains a run of this configuration.
 
     Returns None for an empty or new folder, and raises InputError naming the differing fields
-    when the folder holds a run of another configuration.
+    when the folder contains a run of another configuration.
     """
     metadata = read_metadata(run_dir)
     if metadata is None:
@@ -64,7 +64,7 @@ def check_resumable(run_dir: Path, config: dict[str, Any]) -> dict[str, Any] | N
         more = len(differences) - MAX_LISTED_DIFFERENCES
         suffix = f"; and {more} more" if more > 0 else ""
         raise InputError(
-            f"{run_dir} holds a run of another configuration, so it cannot be resumed: "
+            f"{run_dir} contains a run of another configuration, so it cannot be resumed: "
             f"{listed}{suffix}; pass a new --output-dir to start over"
         )
     return metadata

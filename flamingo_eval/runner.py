@@ -31,7 +31,7 @@ AUTO_BATCH_SIZE_START = 32
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What to evaluate and how; every field is recorded in the run's metadata.
+    """Settings of one evaluation; every field is recorded in the run's metadata.
 
     `batch_size` None means "auto": start at 32 requests and halve after an out-of-memory error.
     """
@@ -62,8 +62,8 @@ class PendingItem:
     request: Request
 
 
-# A hook tests use to alter requests just before the model sees them (for example to misalign
-# images and prompts on purpose); None in every normal run.
+# A hook that tests use to alter requests just before the model call (for example, to misalign
+# images and prompts on purpose). It is None in every normal run.
 RequestHook = Callable[[list[Request]], list[Request]]
 
 

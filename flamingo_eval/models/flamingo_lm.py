@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from open_flamingo.src.flamingo_lm import FlamingoLMMixin
 
-# Where each architecture keeps its list of decoder blocks (the attribute open_flamingo wraps).
+# Dotted path of each architecture's list of decoder blocks (the attribute open_flamingo wraps).
 DECODER_LAYERS_ATTR = {
     "LlamaForCausalLM": "model.layers",
     "GPTNeoXForCausalLM": "gpt_neox.layers",

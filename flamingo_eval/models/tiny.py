@@ -23,7 +23,7 @@ GATE_VALUE = 1.0
 SEED = 0
 MAX_POSITIONS = 2048  # 32-shot VQA prompts on the sample data are about 700 tokens
 # open_flamingo sizes the perceiver (6 layers, 64 latents) and the cross-attention (8 heads of
-# 64) for billion-parameter models; at hidden size 64 they would cost most of the compute, so
+# 64) for billion-parameter models. At hidden size 64 they would cost most of the compute, so
 # the tiny model swaps in smaller modules of the same classes.
 PERCEIVER = {"depth": 2, "dim_head": 16, "heads": 4, "num_latents": 16}
 CROSS_ATTENTION = {"dim_head": 16, "heads": 4, "ff_mult": 2}
