@@ -113,6 +113,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sampler", choices=["random", "rices"], default="random", help="how demonstrations are chosen: random from the query set, or RICES retrieval of the most similar train images (default: random)")
     add_rices_arguments(parser)
     parser.add_argument("--demo-order", choices=["retrieved", "random"], default="retrieved", help="RICES demo order: as retrieved (most similar last) or shuffled with the trial seed (default: retrieved)")
+    parser.add_argument("--prompt-ensembles", type=int, default=1, help="ranking tasks: average class scores over this many orders of the demos (OpenFlamingo's prompt ensembling uses 6; default: 1)")
     parser.add_argument("--demos-per-class", type=int, help="ranking tasks: draw demos from a support set of this many train examples per class")
     parser.add_argument("--model", action="append", help="model preset (tiny, canary, openflamingo-3b, ...) or package.module:factory; repeat to evaluate several models on the same demos and items and compare them (default: tiny)")
     add_model_arguments(parser)
@@ -171,6 +172,8 @@ def command_run(argv: list[str]) -> int:
     if not args.task:
         raise InputError("no task given; pass --task NAME (see --list-tasks)")
     batch_size = parse_batch_size(args.batch_size)
+    if args.prompt_ensembles < 1:
+        raise InputError(f"--prompt-ensembles {args.prompt_ensembles} must be at least 1")
     if args.demos_per_class is not None and args.demos_per_class < 1:
         raise InputError(f"--demos-per-class {args.demos_per_class} must be at least 1")
     if args.num_samples is not None and args.num_samples < 1:
@@ -196,6 +199,7 @@ def command_run(argv: list[str]) -> int:
         rices=rices_options_from_args(args) if args.sampler == "rices" else None,
         demo_order=args.demo_order,
         demos_per_class=args.demos_per_class,
+        prompt_ensembles=args.prompt_ensembles,
     )
     if args.resume is not None and args.output_dir is not None and args.resume != args.output_dir:
         raise InputError("pass either --resume RUN_DIR or --output-dir DIR, not both")

@@ -89,6 +89,7 @@ def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
         "rices": rices_settings(options),
         "demo_order": options.demo_order if options.sampler == "rices" else None,
         "demos_per_class": options.demos_per_class,
+        "prompt_ensembles": options.prompt_ensembles if task.kind == "ranking" else None,
         "zero_shot_text_demos": options.prompt.zero_shot_text_demos,
         "query_set_size": options.query_set_size,
         "demo_split": task.data.demo_split,

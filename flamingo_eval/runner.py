@@ -22,7 +22,7 @@ from flamingo_eval.prompts import PromptOptions, build_request, demo_count
 from flamingo_eval.registry import TaskSpec
 from flamingo_eval.results import RunDirectory
 from flamingo_eval.submission import write_submission
-from flamingo_eval.samplers import DEFAULT_QUERY_SET_SIZE, RandomSampler, draw_trial
+from flamingo_eval.samplers import DEFAULT_QUERY_SET_SIZE, RandomSampler, draw_trial, stable_seed
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class RunOptions:
     demo_order: str = "retrieved"
     # Ranking tasks: draw demos from a support set with this many train examples per class.
     demos_per_class: int | None = None
+    # Ranking tasks: average class scores over up to this many orders of each item's demos.
+    prompt_ensembles: int = 1
     # False batches items in arrival order (the plain path benchmarks compare against).
     length_sorted_batches: bool = True
 
@@ -242,7 +244,7 @@ class TaskRunner:
         if self.task.kind == "generation":
             outputs = self._generate(requests)
         else:
-            outputs = self._rank(requests)
+            outputs = self._rank(requests, self._ensemble_requests(batch, seed, shots))
         return [
             {
                 "task": self.task.name,
@@ -278,8 +280,38 @@ class TaskRunner:
             for generation in generations
         ]
 
-    def _rank(self, requests: list[Request]) -> list[dict[str, Any]]:
-        scores = self.model.rank(requests, self.class_names)
+    def _ensemble_requests(self, batch: list[PendingItem], seed: int, shots: int) -> list[list[Request]]:
+        """Return each item's extra requests for prompt ensembling: its demos in other orders.
+
+        The orders are drawn per item from a stable hash of (trial seed, item id), so they do not
+        depend on batching; the demos as sampled are always the first order.
+        """
+        count = self.options.prompt_ensembles
+        extra = []
+        for item in batch:
+            orders = distinct_orders(len(item.demos), count, stable_seed(seed, item.example.id, "ensemble"))
+            extra.append(
+                [
+                    build_request(self.task.prompt, item.example, [item.demos[i] for i in order], shots)
+                    for order in orders[1:]
+                ]
+            )
+        return extra
+
+    def _rank(self, requests: list[Request], ensembles: list[list[Request]]) -> list[dict[str, Any]]:
+        extra = [request for item_requests in ensembles for request in item_requests]
+        all_scores = self.model.rank(requests + extra, self.class_names)
+        scores = all_scores[: len(requests)]
+        if extra:
+            # Average each class's score over the item's demo orders, as OpenFlamingo's
+            # prompt ensembling averages log-probabilities.
+            position = len(requests)
+            averaged = []
+            for row, item_requests in zip(scores, ensembles):
+                rows = [row, *all_scores[position : position + len(item_requests)]]
+                position += len(item_requests)
+                averaged.append([sum(values) / len(rows) for values in zip(*rows)])
+            scores = averaged
         outputs = []
         for class_scores in scores:
             order = sorted(range(len(class_scores)), key=lambda index: (-class_scores[index], index))
@@ -323,6 +355,32 @@ class TaskRunner:
                 self.task.name, shots, seed, metric["name"], result.value,
             )
         return trial_rows
+
+
+def distinct_orders(length: int, count: int, seed: int) -> list[tuple[int, ...]]:
+    """Return up to `count` distinct orders of range(length), the identity first.
+
+    Fewer are returned when length! < count (OpenFlamingo uses min(6, length!) orders).
+    """
+    import itertools
+
+    import numpy as np
+
+    count = min(count, math.factorial(length))
+    orders = [tuple(range(length))]
+    if count <= 1:
+        return orders
+    if math.factorial(length) <= 720:
+        others = [order for order in itertools.permutations(range(length)) if order != orders[0]]
+        generator = np.random.Generator(np.random.PCG64(seed))
+        picked = generator.choice(len(others), size=count - 1, replace=False)
+        return orders + [others[index] for index in sorted(picked)]
+    generator = np.random.Generator(np.random.PCG64(seed))
+    while len(orders) < count:
+        order = tuple(int(i) for i in generator.permutation(length))
+        if order not in orders:
+            orders.append(order)
+    return orders
 
 
 def positive_probability(class_scores: list[float], positive_index: int) -> float:
