@@ -28,6 +28,12 @@ def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(keys, values) for keys, values in cache]
 
 
+def attends_immediate_media_only(decoder_layers) -> bool:
+    """Whether every cross-attention layer lets text attend only to its latest image."""
+    layers = [layer.gated_cross_attn_layer for layer in decoder_layers if layer.gated_cross_attn_layer is not None]
+    return all(getattr(layer.attn, "only_attend_immediate_media", False) for layer in layers)
+
+
 def expand_row(layers: list[tuple[torch.Tensor, torch.Tensor]], row: int, repeats: int) -> DynamicCache:
     """Build a new cache holding `row` of `layers` `repeats` times.
 
@@ -117,11 +123,19 @@ def _score_chunk(
         if length > 1:
             mask = torch.cat([prefix_mask[row].expand(count, -1), real], dim=-1)
             positions = next_positions[row] + torch.arange(length, device=device).expand(count, -1)
-            # Condition the cross-attention on this request's media, with every class token
-            # treated as following the prompt's last image.
+            # Class tokens follow the prompt's last image and, in Flamingo's cross-attention
+            # (only_attend_immediate_media), attend to that image alone. Conditioning on just
+            # that image, marked as the first and only media, gives the same attention while
+            # projecting one image's latents per class instead of all of the prompt's.
             lang_encoder._use_cached_vision_x = True
-            row_media = media[row : row + 1].expand(count, *media.shape[1:])
-            row_locations = media_locations[row : row + 1].expand(count, -1)
+            if attends_immediate_media_only(decoder_layers):
+                image_count = int(media_locations[row].sum())
+                last_image = max(image_count - 1, 0)
+                row_media = media[row : row + 1, last_image : last_image + 1].expand(count, -1, -1, -1)
+                row_locations = torch.full((count, 1), image_count > 0, dtype=torch.bool, device=device)
+            else:
+                row_media = media[row : row + 1].expand(count, *media.shape[1:])
+                row_locations = media_locations[row : row + 1].expand(count, -1)
             for layer in decoder_layers:
                 layer.condition_vis_x(row_media)
                 layer.condition_media_locations(row_locations)
