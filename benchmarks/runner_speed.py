@@ -244,28 +244,38 @@ def main() -> None:
     lines = ["# Runner speed benchmark", "", f"Command: `{command}`", "", *machine_lines(), ""]
     print("\n".join(lines), flush=True)
 
-    lines += ["## Class ranking: 1000 ImageNet class names, 8 shots, batch of 8 prompts", "",
-              "| config | prompts | classes | plain path (s) | shared prefix (s) | speed-up | max score difference |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    bench_ranking("tiny", 8, 50 if args.quick else 100, data_root, lines)
-    bench_ranking("larger", 8, 5 if args.quick else 10, data_root, lines)
+    def save() -> None:
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text("\n".join(lines) + "\n")
 
-    lines += ["", "## VQA generation through the runner: OK-VQA sample, 3 beams, batch 8", "",
-              "| config | shots | items | plain items/s | fast items/s | speed-up | images encoded (plain) | "
-              "images encoded (fast) | distinct images | padding (plain) | padding (fast) | identical predictions |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for config, shots, items in (("tiny", 4, 64), ("tiny", 32, 32), ("larger", 4, 16 if args.quick else 32),
-                                 ("larger", 32, 4 if args.quick else 8)):
-        bench_generation(config, shots, items, data_root, lines)
+    ranking = ["## Class ranking: 1000 ImageNet class names, 8 shots, batch of 8 prompts", "",
+               "| config | prompts | classes | plain path (s) | shared prefix (s) | speed-up | max score difference |",
+               "|---|---:|---:|---:|---:|---:|---:|"]
+    generation = ["", "## VQA generation through the runner: OK-VQA sample, 3 beams, batch 8", "",
+                  "| config | shots | items | plain items/s | fast items/s | speed-up | images encoded (plain) | "
+                  "images encoded (fast) | distinct images | padding (plain) | padding (fast) | identical predictions |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    overhead = ["", "## Harness overhead: share of wall time outside model calls (cProfile)", "",
+                "| config | shots | items | wall (s) | in generate + vision encoding (s) | outside model calls |",
+                "|---|---:|---:|---:|---:|---:|"]
+    header = list(lines)
 
-    lines += ["", "## Harness overhead: share of wall time outside model calls (cProfile)", "",
-              "| config | shots | items | wall (s) | in generate + vision encoding (s) | outside model calls |",
-              "|---|---:|---:|---:|---:|---:|"]
-    bench_overhead(data_root, lines)
+    def assemble() -> None:
+        lines[:] = header + ranking + generation + overhead
 
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("\n".join(lines) + "\n")
+    bench_ranking("tiny", 8, 50 if args.quick else 100, data_root, ranking)
+    assemble(); save()
+    for config, shots, items in (("tiny", 4, 64), ("tiny", 32, 32)):
+        bench_generation(config, shots, items, data_root, generation)
+        assemble(); save()
+    bench_overhead(data_root, overhead)
+    assemble(); save()
+    for config, shots, items in (("larger", 4, 16 if args.quick else 32), ("larger", 32, 4 if args.quick else 8)):
+        bench_generation(config, shots, items, data_root, generation)
+        assemble(); save()
+    bench_ranking("larger", 8, 5 if args.quick else 10, data_root, ranking)
+    assemble(); save()
 
 
 if __name__ == "__main__":

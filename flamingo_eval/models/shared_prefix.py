@@ -78,15 +78,18 @@ def score_classes_with_shared_prefix(
     first_token_logprobs = torch.log_softmax(prefix.logits[:, -1].float(), dim=-1)
     next_positions = attention_mask.long().sum(dim=-1)
 
+    # Class names of similar token length share a batch, so little of it is padding.
+    by_length = sorted(range(len(class_ids)), key=lambda index: (len(class_ids[index]), index))
     scores = [[0.0] * len(class_names) for _ in requests]
-    for start in range(0, len(class_names), adapter.class_batch_size):
-        chunk = class_ids[start : start + adapter.class_batch_size]
+    for start in range(0, len(by_length), adapter.class_batch_size):
+        indices = by_length[start : start + adapter.class_batch_size]
         chunk_scores = _score_chunk(
-            adapter, chunk, layers, media, media_locations, attention_mask, next_positions,
-            first_token_logprobs,
+            adapter, [class_ids[index] for index in indices], layers, media, media_locations,
+            attention_mask, next_positions, first_token_logprobs,
         )
         for row, row_scores in enumerate(chunk_scores):
-            scores[row][start : start + len(chunk)] = row_scores
+            for index, value in zip(indices, row_scores):
+                scores[row][index] = value
     return scores
 
 
