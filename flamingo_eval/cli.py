@@ -23,13 +23,26 @@ def parse_int_list(text: str, option: str, minimum: int = 0) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip() != ""]
     except ValueError:
         raise InputError(
-            f"{option} {text!r} is not a comma-separated list of integers (example: 0,4,8,32)"
+            f"{option} {text!r} is not a comma-separated list of integers (example: 0,4,8)"
         ) from None
     if not values or any(value < minimum for value in values):
-        raise InputError(f"{option} {text!r} must list integers >= {minimum} (example: 0,4,8,32)")
+        raise InputError(f"{option} {text!r} must list integers >= {minimum} (example: 0,4,8)")
     if len(set(values)) != len(values):
         raise InputError(f"{option} {text!r} lists a value twice")
     return values
+
+
+def check_output_folder(folder: Path | None) -> None:
+    """Reject an output folder that is a file, or a non-empty folder that holds no run."""
+    if folder is None or not folder.exists():
+        return
+    if not folder.is_dir():
+        raise InputError(f"--output-dir {folder} is a file; pass a folder path")
+    if any(folder.iterdir()) and not (folder / "metadata.json").is_file():
+        raise InputError(
+            f"--output-dir {folder} is a non-empty folder without a run's metadata.json; "
+            "pass a new or empty folder"
+        )
 
 
 def safe_folder_name(name: str) -> str:
@@ -187,6 +200,17 @@ def command_run(argv: list[str]) -> int:
     from flamingo_eval.runner import RunOptions
 
     tasks = [load_task(name) for name in args.task]
+    names = [task.name for task in tasks]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise InputError(
+            f"--task lists task name {duplicated[0]!r} twice; give each task file a distinct 'name'"
+        )
+    if args.zero_shot_text_demos < 0:
+        raise InputError(f"--zero-shot-text-demos {args.zero_shot_text_demos} must be 0 or more")
+    if args.query_set_size < 1:
+        raise InputError(f"--query-set-size {args.query_set_size} must be at least 1")
+
     shots = parse_int_list(args.shots, "--shots") if args.shots is not None else sorted({s for t in tasks for s in t.shots})
     options = RunOptions(
         shots=shots,
@@ -217,6 +241,7 @@ def command_run(argv: list[str]) -> int:
             output_dir = args.resume or args.output_dir
             if output_dir is not None and len(models) > 1:
                 output_dir = output_dir / safe_folder_name(model_name)
+            check_output_folder(output_dir)
             model_args = argparse.Namespace(**{**vars(args), "model": model_name})
             summary, run_path = evaluate(
                 lambda: load_model_from_args(model_args),
@@ -282,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "run":
             argv = argv[1:]
         return command_run(argv)
+    except KeyboardInterrupt:
+        print(
+            "flamingo-eval: interrupted; finished predictions are saved in the run folder's "
+            "journal, and running the same command again resumes the run",
+            file=sys.stderr,
+        )
+        return 130
     except InputError as error:
         rank = os.environ.get("RANK") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
         where = f" (rank {rank})" if rank is not None else ""

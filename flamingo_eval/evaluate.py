@@ -22,6 +22,7 @@ from flamingo_eval.models.base import EvalModel
 from flamingo_eval.registry import TaskSpec
 from flamingo_eval.results import RunDirectory, fingerprint, new_run_id, package_versions
 from flamingo_eval.resume import check_resumable, find_unfinished_run
+from flamingo_eval.prompts import demo_count
 from flamingo_eval.runner import RequestHook, RunOptions, TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,21 @@ def check_task_requirements(task: TaskSpec) -> None:
         )
     if any(name in CAPTION_METRICS for name in task.metric_names):
         check_java()
+
+
+def check_demo_supply(task: TaskSpec, options: RunOptions, demo_split_size: int) -> None:
+    """Fail before any model work when the largest shot count needs more demos than exist."""
+    needed = max(demo_count(shots, options.prompt) for shots in options.shots)
+    available = demo_split_size
+    where = f"the {task.data.demo_split} split of {task.name}"
+    if options.sampler == "random" and options.demos_per_class is None:
+        available = min(options.query_set_size, demo_split_size)
+        where = f"the query set ({available} of {demo_split_size} {task.data.demo_split} examples)"
+    if needed > available:
+        raise InputError(
+            f"{needed} demonstrations requested but {where} has {available} examples; "
+            "lower --shots or raise --query-set-size"
+        )
 
 
 def protocol_options(task: TaskSpec, options: RunOptions) -> dict[str, Any]:
@@ -133,6 +149,7 @@ def evaluate(
         demo_examples = data_loading.load_split(task, task.data.demo_split, data_dir, source)
         eval_examples = data_loading.load_split(task, task.data.eval_split, data_dir, source)
         class_names = data_loading.load_class_names(task, data_dir) if task.kind == "ranking" else None
+        check_demo_supply(task, options, len(demo_examples))
         prepared.append((task, data_dir, demo_examples, eval_examples, class_names))
 
     if not isinstance(model, EvalModel):
@@ -174,7 +191,7 @@ def evaluate(
         "command": command if command is not None else sys.argv,
         "batch_size": options.batch_size if options.batch_size is not None else "auto",
         "world_size": dist_context.world_size,
-        "data_dirs": {task.name: str(data_dir) for task, data_dir, *_ in prepared},
+        "data_dirs": {task.name: str(data_dir.resolve()) for task, data_dir, *_ in prepared},
         "task_files": {task.name: str(task.source_path) for task in tasks},
         "protocol_deviations": PROTOCOL_DEVIATIONS,
         "started_at": previous["started_at"] if previous else now,

@@ -7,6 +7,7 @@ takes a registered name or the path of a user's own task file.
 from __future__ import annotations
 
 import hashlib
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ from flamingo_eval.errors import InputError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 TASK_KINDS = ("generation", "ranking")
+TASK_FIELDS = {
+    "name", "description", "kind", "data", "prompt", "generation", "ranking", "postprocess",
+    "metrics", "shots", "extra",
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,15 @@ class GenerationSpec:
     length_penalty: float = 0.0
     max_new_tokens: int = 5
     min_new_tokens: int = 0
+
+    def __post_init__(self):
+        minimums = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0}
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise ValueError(f"generation.{name} must be an integer >= {minimum}, not {value!r}")
+        if not isinstance(self.length_penalty, (int, float)) or isinstance(self.length_penalty, bool):
+            raise ValueError(f"generation.length_penalty must be a number, not {self.length_penalty!r}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,11 @@ def parse_task_file(path: Path) -> TaskSpec:
         raise InputError(f"{path}: a task file must be a YAML mapping")
     reader = _FieldReader(path, raw)
 
+    unknown = sorted(set(raw) - TASK_FIELDS)
+    if unknown:
+        raise InputError(
+            f"{path}: unknown field {unknown[0]!r}; a task file's fields are {', '.join(sorted(TASK_FIELDS))}"
+        )
     kind = reader.require("kind", str)
     if kind not in TASK_KINDS:
         raise InputError(f"{path}: field 'kind' is {kind!r}; expected one of {TASK_KINDS}")
@@ -150,6 +169,8 @@ def parse_task_file(path: Path) -> TaskSpec:
         query=prompt_reader.require("query", str),
         separator=prompt_reader.optional("separator", str, ""),
     )
+    for name in ("demo", "query"):
+        _check_template(path, f"prompt.{name}", getattr(prompt, name))
 
     generation = None
     ranking = None
@@ -157,7 +178,7 @@ def parse_task_file(path: Path) -> TaskSpec:
         generation_raw = reader.optional("generation", dict, {})
         try:
             generation = GenerationSpec(**generation_raw)
-        except TypeError as error:
+        except (TypeError, ValueError) as error:
             raise InputError(f"{path}: invalid field in 'generation' ({error})") from None
     else:
         ranking_reader = _FieldReader(path, reader.require("ranking", dict), prefix="ranking.")
@@ -218,6 +239,16 @@ class _FieldReader:
                 f"not {type(value).__name__}"
             )
         return value
+
+
+def _check_template(path: Path, name: str, template: str) -> None:
+    """Reject a template that str.format cannot fill (unmatched braces, positional fields)."""
+    try:
+        fields = [field_name for _, field_name, _, _ in string.Formatter().parse(template)]
+    except ValueError as error:
+        raise InputError(f"{path}: field '{name}' is not a valid template ({error}); write literal braces as {{{{ }}}}") from None
+    if any(field_name is not None and (field_name == "" or field_name.isdigit()) for field_name in fields):
+        raise InputError(f"{path}: field '{name}' has a positional {{}} placeholder; name the example field, e.g. {{question}}")
 
 
 def _first_line(error: Exception) -> str:

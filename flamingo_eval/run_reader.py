@@ -93,11 +93,17 @@ def protocol_identity(metadata: dict[str, Any], task: str, where: Path | str) ->
 
 
 def differing_fields(first: Any, second: Any, prefix: str = "") -> list[str]:
-    """List the dotted paths at which two JSON-like values differ (dict keys compared recursively)."""
+    """List the dotted paths at which two JSON-like values differ (dict keys compared recursively).
+
+    A key absent on one side equals a None value on the other, so adding an optional protocol
+    setting (recorded as None when unused) does not invalidate records made before it existed.
+    """
     if isinstance(first, dict) and isinstance(second, dict):
         paths = []
         for key in sorted(set(first) | set(second), key=str):
             path = f"{prefix}.{key}" if prefix else str(key)
+            if (key not in first and second[key] is None) or (key not in second and first[key] is None):
+                continue
             if key not in first or key not in second:
                 paths.append(path)
             else:

@@ -252,7 +252,7 @@ class TaskRunner:
                 "seed": seed,
                 "sampler": self.options.sampler,
                 "sample_id": item.example.id,
-                "image_path": None if item.example.image.path is None else str(item.example.image.path),
+                "image_path": None if item.example.image.path is None else str(item.example.image.path.resolve()),
                 "fields": {k: v for k, v in item.example.fields.items() if k != "answer"},
                 "demo_ids": [demo.id for demo in item.demos],
                 "prompt": item.request.prompt,

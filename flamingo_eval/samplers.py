@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flamingo_eval.data.example import Example
+from flamingo_eval.errors import InputError
 
 DEFAULT_QUERY_SET_SIZE = 2048
 
@@ -77,7 +78,7 @@ class RandomSampler:
         if count == 0:
             return []
         if count > len(self.query_set):
-            raise ValueError(
+            raise InputError(
                 f"{count} demonstrations requested but the query set has {len(self.query_set)} "
                 "examples; lower --shots or raise --query-set-size"
             )

@@ -118,3 +118,90 @@ def test_missing_nltk_data(okvqa_dir, tmp_path, capsys, monkeypatch):
     code, error = run_okvqa(okvqa_dir, tmp_path, capsys)
     assert code == 2
     assert_one_line(error, "nltk.download")
+
+
+def write_task_variant(tmp_path: Path, replace: tuple[str, str], name: str = "variant") -> Path:
+    from flamingo_eval.registry import task_files
+
+    text = task_files()["okvqa"].read_text()
+    assert replace[0] in text
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace(replace[0], replace[1]))
+    return path
+
+
+@pytest.mark.parametrize(
+    "replace, fragment",
+    [
+        (("num_beams: 3", "num_beams: three"), "generation.num_beams"),
+        (("num_beams: 3", "num_beams: 0"), "generation.num_beams"),
+        (("max_new_tokens: 5", "max_new_tokens: -5"), "generation.max_new_tokens"),
+        (('query: "<image>Question:{question} Short answer:"', 'query: "<image>Question:{question} {Short answer:"'), "prompt.query"),
+        (("prompt:", "promtp:"), "unknown field 'promtp'"),
+    ],
+)
+def test_invalid_task_file_fields(replace, fragment, okvqa_dir, tmp_path, capsys):
+    task_file = write_task_variant(tmp_path, replace)
+    code, error = run_cli(
+        ["--task", str(task_file), "--shots", "0", "--data-dir", str(okvqa_dir),
+         "--output-dir", str(tmp_path / "run")],
+        capsys,
+    )
+    assert code == 2
+    assert_one_line(error, str(task_file), fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_duplicate_task_names(okvqa_dir, tmp_path, capsys):
+    variant = write_task_variant(tmp_path, ("Short answer:", "Answer:"))
+    code, error = run_cli(["--task", "okvqa", "--task", str(variant), "--data-dir", str(okvqa_dir)], capsys)
+    assert code == 2
+    assert_one_line(error, "'okvqa' twice")
+
+
+@pytest.mark.parametrize(
+    "option, value", [("--zero-shot-text-demos", "-1"), ("--query-set-size", "0"), ("--prompt-ensembles", "0")]
+)
+def test_invalid_protocol_numbers(option, value, okvqa_dir, capsys):
+    code, error = run_cli(["--task", "okvqa", option, value, "--data-dir", str(okvqa_dir)], capsys)
+    assert code == 2
+    assert_one_line(error, option)
+
+
+def test_query_set_smaller_than_shots(okvqa_dir, tmp_path, capsys):
+    code, error = run_cli(
+        ["--task", "okvqa", "--shots", "4", "--query-set-size", "3", "--num-samples", "2",
+         "--data-dir", str(okvqa_dir), "--output-dir", str(tmp_path / "run")],
+        capsys,
+    )
+    assert code == 2
+    assert_one_line(error, "the query set (3 of")
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_dir_with_other_files(okvqa_dir, tmp_path, capsys):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("not a run")
+    code, error = run_cli(["--task", "okvqa", "--data-dir", str(okvqa_dir), "--output-dir", str(occupied)], capsys)
+    assert code == 2
+    assert_one_line(error, "non-empty folder")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code, error = run_cli(["--task", "okvqa", "--data-dir", str(okvqa_dir), "--output-dir", str(a_file)], capsys)
+    assert code == 2
+    assert_one_line(error, "is a file")
+
+
+def test_keyboard_interrupt_one_line(monkeypatch, capsys):
+    from flamingo_eval import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "command_run", interrupted)
+    code = cli.main(["--task", "okvqa"])
+    error = capsys.readouterr().err.strip()
+    assert code == 130
+    assert "\n" not in error
+    assert "resumes" in error
