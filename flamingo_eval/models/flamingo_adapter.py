@@ -197,11 +197,21 @@ class FlamingoModel(EvalModel):
             with self.autocast():
                 media = self.encode_images(vision_x)
 
+        prefill = {}
+        last_is_image = bool((input_ids[:, -1] == self.model.media_token_id).any())
+        if self.fast and num_beams > 1 and input_ids.shape[1] > 1 and not last_is_image:
+            prefill = self._prefill_once(input_ids, attention_mask, media[::num_beams], num_beams)
         with self.conditioned_on(media, cached_media_locations=True), self.autocast():
+            if prefill:
+                # The prompt's media locations, one row per beam, for the tokens still to come.
+                locations = (input_ids == self.model.media_token_id).repeat_interleave(num_beams, dim=0)
+                for layer in self.model.lang_encoder._get_decoder_layers():
+                    layer.condition_media_locations(locations)
             output = self.model.lang_encoder.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask),
+                **prefill,
                 eos_token_id=self.end_of_chunk_id,
                 pad_token_id=self.tokenizer.pad_token_id,
                 # A generated <image> token would make open_flamingo re-condition the media
@@ -222,6 +232,25 @@ class FlamingoModel(EvalModel):
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         logprobs = self._sequence_logprobs(output, new_tokens, num_beams)
         return [Generation(text, logprob) for text, logprob in zip(texts, logprobs)]
+
+    def _prefill_once(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, media: torch.Tensor, num_beams: int
+    ) -> dict[str, Any]:
+        """Run all prompt tokens but the last once per request and copy the cache to each beam.
+
+        transformers' beam search repeats the prompt per beam before its first forward, so
+        every beam would recompute the same keys and values. Returns generate() arguments.
+        """
+        with self.conditioned_on(media, cached_media_locations=False), self.autocast():
+            prefix = self.model.lang_encoder(
+                input_ids=input_ids[:, :-1],
+                attention_mask=attention_mask[:, :-1],
+                position_ids=position_ids_from_mask(attention_mask)[:, :-1],
+                use_cache=True,
+            )
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(num_beams)
+        return {"past_key_values": cache}
 
     def _sequence_logprobs(self, output, new_tokens: torch.Tensor, num_beams: int) -> list[float]:
         """Return the decoding's log-probability of each returned sequence."""
