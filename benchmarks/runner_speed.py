@@ -233,13 +233,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer items (a smoke run)")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument("--configs", default="tiny,larger", help="comma-separated model configs to measure (default: tiny,larger)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     data_root = Path(tempfile.mkdtemp())
     for task in ("okvqa", "imagenet"):
         write_sample(task, data_root / task)
 
+    configs = set(args.configs.split(","))
     command = "python benchmarks/runner_speed.py" + (" --quick" if args.quick else "") + (
+        f" --configs {args.configs}" if configs != {"tiny", "larger"} else "") + (
         f" --output {args.output}" if args.output else "")
     lines = ["# Runner speed benchmark", "", f"Command: `{command}`", "", *machine_lines(), ""]
     print("\n".join(lines), flush=True)
@@ -264,18 +267,20 @@ def main() -> None:
     def assemble() -> None:
         lines[:] = header + ranking + generation + overhead
 
-    bench_ranking("tiny", 8, 50 if args.quick else 100, data_root, ranking)
-    assemble(); save()
-    for config, shots, items in (("tiny", 4, 64), ("tiny", 32, 32)):
-        bench_generation(config, shots, items, data_root, generation)
+    if "tiny" in configs:
+        bench_ranking("tiny", 8, 50 if args.quick else 100, data_root, ranking)
         assemble(); save()
-    bench_overhead(data_root, overhead)
-    assemble(); save()
-    for config, shots, items in (("larger", 4, 16 if args.quick else 32), ("larger", 32, 4 if args.quick else 8)):
-        bench_generation(config, shots, items, data_root, generation)
+        for shots, items in ((4, 64), (32, 32)):
+            bench_generation("tiny", shots, items, data_root, generation)
+            assemble(); save()
+        bench_overhead(data_root, overhead)
         assemble(); save()
-    bench_ranking("larger", 8, 5 if args.quick else 10, data_root, ranking)
-    assemble(); save()
+    if "larger" in configs:
+        for shots, items in ((4, 16 if args.quick else 32), (32, 4 if args.quick else 8)):
+            bench_generation("larger", shots, items, data_root, generation)
+            assemble(); save()
+        bench_ranking("larger", 8, 5 if args.quick else 10, data_root, ranking)
+        assemble(); save()
 
 
 if __name__ == "__main__":
