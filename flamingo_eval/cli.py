@@ -64,18 +64,35 @@ def parse_batch_size(text: str) -> int | None:
 
 
 def add_rices_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rices-encoder", default="ViT-L-14-quickgelu", help="open_clip model that embeds images for RICES (default: ViT-L-14-quickgelu, OpenFlamingo's CLIP ViT-L/14)")
-    parser.add_argument("--rices-pretrained", default="openai", help="open_clip pretrained tag of the RICES encoder, or 'random' (default: openai)")
+    parser.add_argument("--rices-encoder", help="open_clip model that embeds images for RICES (default: ViT-L-14-quickgelu, OpenFlamingo's CLIP ViT-L/14; tiny-vit for the offline tiny and canary models)")
+    parser.add_argument("--rices-pretrained", help="open_clip pretrained tag of the RICES encoder, or 'random' (default: openai; random for tiny-vit)")
     parser.add_argument("--feature-cache-dir", type=Path, help="folder of cached RICES image features (default: ~/.cache/flamingo-eval/features)")
     parser.add_argument("--rices-backend", choices=["torch", "faiss"], default="torch", help="exact top-k search with torch, or with faiss-cpu if installed (default: torch)")
+
+
+# Models built offline get an offline RICES encoder by default: the tiny random open_clip tower.
+OFFLINE_MODELS = ("tiny", "canary", "canary-early")
+OFFLINE_RICES_ENCODER = ("tiny-vit", "random")
+RICES_ENCODER = ("ViT-L-14-quickgelu", "openai")
 
 
 def rices_options_from_args(args: argparse.Namespace):
     from flamingo_eval.rices import RicesOptions, default_feature_cache_dir, parse_pretrained
 
+    # `flamingo-eval run` defaults to the tiny model; cache-features has no --model option.
+    models = (args.model or ["tiny"]) if hasattr(args, "model") else []
+    offline = bool(models) and all(model in OFFLINE_MODELS for model in models)
+    default_encoder, default_pretrained = OFFLINE_RICES_ENCODER if offline else RICES_ENCODER
+    encoder = args.rices_encoder or default_encoder
+    if args.rices_pretrained is not None:
+        pretrained = args.rices_pretrained
+    elif encoder == OFFLINE_RICES_ENCODER[0]:
+        pretrained = OFFLINE_RICES_ENCODER[1]
+    else:
+        pretrained = RICES_ENCODER[1]
     return RicesOptions(
-        encoder=args.rices_encoder,
-        pretrained=parse_pretrained(args.rices_pretrained),
+        encoder=encoder,
+        pretrained=parse_pretrained(pretrained),
         cache_dir=args.feature_cache_dir or default_feature_cache_dir(),
         device=args.device,
         backend=args.rices_backend,
