@@ -35,9 +35,7 @@ def okvqa_dir(sample_root) -> Path:
     return write_sample("okvqa", sample_root / "okvqa", seed=0)
 
 
-# Items per trial in the shared tiny-model runs of every built-in task: enough for every metric
-# to be defined (ROC-AUC needs both labels), few enough to keep the eight runs short on a CPU.
-TINY_RUN_SAMPLES = 8
+from task_run_settings import TINY_RUN_SAMPLES  # noqa: E402  (see that module for why)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import TINY_RUN_SAMPLES
+from task_run_settings import TINY_RUN_SAMPLES
 from flamingo_eval.metrics import METRICS
 from flamingo_eval.registry import load_task, parse_task_file, task_files
 from flamingo_eval.submission import write_submission

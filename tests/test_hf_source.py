@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import TINY_RUN_SAMPLES
+from task_run_settings import TINY_RUN_SAMPLES
 from flamingo_eval.data import load_split
 from flamingo_eval.data.hf_export import export_parquet, main
 from flamingo_eval.errors import InputError
