@@ -154,7 +154,8 @@ def test_hf_column_mapping(tmp_path):
 
     assert example.id == "7"
     assert example.fields == {"question": "What colour?", "answer": "red", "image_id": "7"}
-    assert example.target == [{"answer": "red"}, {"answer": "blue"}]
+    # Plain-string answers get distinct ids, so VQA accuracy does not drop equal answers together.
+    assert example.target == [{"answer": "red", "answer_id": 1}, {"answer": "blue", "answer_id": 2}]
     assert example.image.open().getpixel((0, 0)) == (1, 2, 3)
 
 
