@@ -39,7 +39,7 @@ def load_canary(
 ) -> FlamingoModel:
     """Build the tiny model, load the named canary checkpoint into it and wrap it for the harness.
 
-    The checkpoint holds the full state dict, so it is loaded with `strict=True`. The model's
+    The checkpoint contains the full state dict, so it is loaded with `strict=True`. The model's
     identity names the checkpoint file and its SHA-256, so runs of different checkpoints get
     different fingerprints.
     """
