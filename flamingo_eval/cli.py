@@ -33,7 +33,7 @@ def parse_int_list(text: str, option: str, minimum: int = 0) -> list[int]:
 
 
 def check_output_folder(folder: Path | None) -> None:
-    """Reject an output folder that is a file, or a non-empty folder that holds no run."""
+    """Reject an output folder that is a file, or a non-empty folder that contains no run."""
     if folder is None or not folder.exists():
         return
     if not folder.is_dir():

@@ -18,8 +18,8 @@ class ImageRef:
 
     `key` identifies the picture across splits (two examples showing the same picture share it),
     so RICES can exclude a query's own image. `source_id` identifies where the pixels come from
-    (a dataset row) when there is no path; `cache_key` combines them into the key under which
-    vision features are cached, unique even when two splits reuse an image id.
+    (a dataset row) when there is no path. `cache_key` combines them into the key under which
+    vision features are cached, which stays unique even when two splits reuse an image id.
     """
 
     key: str

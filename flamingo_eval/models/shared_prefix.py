@@ -1,8 +1,8 @@
 """Class scoring with a shared prefix: encode each prompt once, then score every class name
 against a copy of the prompt's key/value cache.
 
-A full-sequence forward per class costs (number of classes) x (prompt length) tokens per item;
-this costs one prompt forward plus (number of classes) x (class name length) tokens. The class
+A full-sequence forward per class costs (number of classes) x (prompt length) tokens per item.
+This path costs one prompt forward plus (number of classes) x (class name length) tokens. The class
 tokens see the same context as in a full forward: the prompt's cache, its attention mask
 (left padding stays masked), positions that continue from the prompt's last real token, and
 the prompt's last image for cross-attention.
@@ -29,7 +29,7 @@ def _layer_tensors(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def attends_immediate_media_only(decoder_layers) -> bool:
-    """Whether every cross-attention layer lets text attend only to its latest image."""
+    """Return whether every cross-attention layer lets text attend only to its latest image."""
     layers = [layer.gated_cross_attn_layer for layer in decoder_layers if layer.gated_cross_attn_layer is not None]
     return all(getattr(layer.attn, "only_attend_immediate_media", False) for layer in layers)
 
