@@ -16,6 +16,7 @@ ever left half-written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,13 +52,21 @@ TRIAL_COLUMNS = ["task", "shots", "sampler", "seed", "metric", "value", "num_sam
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
+    """Return the installed version of each package in PACKAGES, for the run's metadata."""
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    # Reading package metadata scans sys.path; a process evaluating several models or tasks
+    # asks for the same versions each time, and they cannot change while it runs.
+    versions = []
     for package in PACKAGES:
         try:
-            versions[package] = package_metadata.version(package)
+            versions.append((package, package_metadata.version(package)))
         except package_metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+            versions.append((package, "not installed"))
+    return tuple(versions)
 
 
 def fingerprint(config: dict[str, Any]) -> str:
