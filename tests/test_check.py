@@ -57,6 +57,17 @@ def test_check_same_run_passes(baseline_run, baseline_file, capsys):
     assert "all 2 scores within their allowed drop" in capsys.readouterr().out
 
 
+def test_zero_drop_passes_same_run(tmp_path):
+    # A mean of 200 / 3 is written to the baseline as 66.666667, above the run's 66.6666...
+    run = write_run(tmp_path / "run", okvqa_scores(zero_shot=(200 / 3, 200 / 3)))
+    path = tmp_path / "baseline.yaml"
+    update = [str(run), "--baseline", str(path), "--update-baseline", "--default-allowed-drop", "0"]
+    assert check.main(update) == 0
+    assert load_baseline(path).entries[0].value == 66.666667
+
+    assert check.main([str(run), "--baseline", str(path)]) == 0
+
+
 def test_check_small_drop_passes(baseline_file, tmp_path):
     # One item 70 -> 65 at 4 shots, seed 1: trial 69.5, mean 69.75, a drop of 0.25 < 1.
     run = write_run(tmp_path / "small", okvqa_scores(four_shot_seed_1={"q0": 65.0}))
