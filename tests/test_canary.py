@@ -125,5 +125,5 @@ def test_unknown_canary_name_rejected():
 
 
 def test_preset_rejects_path_overrides():
-    with pytest.raises(InputError, match="--checkpoint"):
+    with pytest.raises(InputError, match="--checkpoint weights.pt: its weights"):
         load_canary_preset("canary", ModelOptions(checkpoint="weights.pt"))

@@ -19,7 +19,10 @@ def _load_tiny(options: ModelOptions) -> EvalModel:
     from flamingo_eval.models.flamingo_adapter import FlamingoModel
     from flamingo_eval.models.tiny import GATE_VALUE, SEED, VISION_ENCODER, build_tiny
 
-    _reject_overrides("tiny", options)
+    _reject_overrides(
+        "tiny", options,
+        "it is built without files. Drop the option, or load weights with an OpenFlamingo or IDEFICS preset",
+    )
     precision = resolve_precision(options.precision)
     device = resolve_device(options.device)
     model, image_processor, tokenizer = build_tiny()
@@ -42,10 +45,10 @@ def _load_tiny(options: ModelOptions) -> EvalModel:
     )
 
 
-def _reject_overrides(name: str, options: ModelOptions) -> None:
+def _reject_overrides(name: str, options: ModelOptions, reason: str) -> None:
     given = options.given_overrides()
     if given:
-        raise InputError(f"model {name} takes no {', '.join(given)}; it is built without files")
+        raise InputError(f"model {name} takes no {', '.join(given)}: {reason}")
 
 
 def _openflamingo_loader(name: str) -> Callable[[ModelOptions], EvalModel]:
@@ -126,7 +129,9 @@ def load_model_with_options(name: str, options: ModelOptions) -> EvalModel:
 
     resolve_precision(options.precision)
     if is_factory_reference(name):
-        _reject_overrides(name, options)
+        _reject_overrides(
+            name, options, "a factory loads its own files. Drop the option, and set the path inside the factory"
+        )
         return load_user_model(name, device=options.device, precision=options.precision)
     if name not in PRESETS:
         raise InputError(

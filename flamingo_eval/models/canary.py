@@ -82,7 +82,11 @@ def load_canary_preset(name: str, options: ModelOptions) -> EvalModel:
     """
     given = options.given_overrides()
     if given:
-        raise InputError(f"model {name} takes no {', '.join(given)}; its checkpoint ships with flamingo-eval")
+        raise InputError(
+            f"model {name} takes no {', '.join(given)}: its weights and files ship with "
+            "flamingo-eval. Drop the option, or load your own weights with an OpenFlamingo or "
+            "IDEFICS preset"
+        )
     precision = resolve_precision(options.precision)
     return load_canary(
         name,

@@ -29,8 +29,12 @@ class ModelOptions:
     trust_remote_code: bool = False
 
     def given_overrides(self) -> list[str]:
-        """Return the command-line names of the path overrides that are set."""
-        return ["--" + name.replace("_", "-") for name in PATH_OVERRIDES if getattr(self, name)]
+        """Return the path overrides that are set, as command-line flags with their values."""
+        return [
+            f"--{name.replace('_', '-')} {getattr(self, name)}"
+            for name in PATH_OVERRIDES
+            if getattr(self, name)
+        ]
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
