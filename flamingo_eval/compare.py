@@ -55,7 +55,8 @@ def method_description(options: CompareOptions) -> str:
         f"{options.confidence:.0%} confidence. McNemar: exact two-sided binomial test on the "
         f"discordant pairs (b = right only in the first run, c = right only in this run), "
         f"computed only when every per-sample score is 0 or the full score (0/1 or 0/100); "
-        f"otherwise n/a."
+        f"otherwise n/a. Metrics computed over the whole set rather than per sample (ROC-AUC) "
+        f"have 0 pairs, so both tests are n/a for them."
     )
 
 
