@@ -138,6 +138,11 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="42", help="comma-separated trial seeds; one trial per seed (default: 42)")
     parser.add_argument("--num-samples", type=int, help="evaluated items per trial, drawn with the trial seed (default: all)")
     parser.add_argument("--batch-size", default="8", help="requests per model call, or 'auto' to start at 32 and halve after running out of memory (default: 8)")
+    parser.add_argument(
+        "--image-workers", type=int, default=0,
+        help="worker processes that load and preprocess images ahead of the model; "
+        "0 loads them on background threads (default: 0)",
+    )
     parser.add_argument("--query-set-size", type=int, default=2048, help="train items per trial that demonstrations are drawn from (default: 2048)")
     parser.add_argument("--zero-shot-text-demos", type=int, default=2, help="text-only demonstrations shown at 0 shots (default: 2, as OpenFlamingo)")
     parser.add_argument("--sampler", choices=["random", "rices"], default="random", help="how demonstrations are chosen: random from the query set, or RICES retrieval of the most similar train images (default: random)")
@@ -208,6 +213,8 @@ def command_run(argv: list[str]) -> int:
         raise InputError(f"--demos-per-class {args.demos_per_class} must be at least 1")
     if args.num_samples is not None and args.num_samples < 1:
         raise InputError(f"--num-samples {args.num_samples} must be at least 1")
+    if args.image_workers < 0:
+        raise InputError(f"--image-workers {args.image_workers} must be 0 or more")
 
     from flamingo_eval.distributed import init_distributed, shutdown_distributed
     from flamingo_eval.evaluate import evaluate
@@ -241,6 +248,7 @@ def command_run(argv: list[str]) -> int:
         demo_order=args.demo_order,
         demos_per_class=args.demos_per_class,
         prompt_ensembles=args.prompt_ensembles,
+        image_workers=args.image_workers,
     )
     if args.resume is not None and args.output_dir is not None and args.resume != args.output_dir:
         raise InputError("pass either --resume RUN_DIR or --output-dir DIR, not both")

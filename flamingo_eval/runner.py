@@ -53,6 +53,9 @@ class RunOptions:
     prompt_ensembles: int = 1
     # False batches items in arrival order (the plain path benchmarks compare against).
     length_sorted_batches: bool = True
+    # Worker processes that load and preprocess images ahead of the model (DataLoader workers).
+    # 0 loads the next batch's images on background threads of this process instead.
+    image_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,10 @@ class TaskRunner:
         records = []
         batches = self._batches(self.dist.shard(todo))
         prefetch = getattr(self.model, "prefetch", None)
+        plan_images = getattr(self.model, "plan_images", None)
+        if plan_images is not None and self.options.image_workers > 0:
+            plan_images([[item.request for item in batch] for batch in batches], self.options.image_workers)
+            prefetch = None
         for index, batch in enumerate(batches):
             if prefetch is not None and index + 1 < len(batches):
                 prefetch([item.request for item in batches[index + 1]])

@@ -160,7 +160,13 @@ def test_duplicate_task_names(okvqa_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "option, value", [("--zero-shot-text-demos", "-1"), ("--query-set-size", "0"), ("--prompt-ensembles", "0")]
+    "option, value",
+    [
+        ("--zero-shot-text-demos", "-1"),
+        ("--query-set-size", "0"),
+        ("--prompt-ensembles", "0"),
+        ("--image-workers", "-1"),
+    ],
 )
 def test_invalid_protocol_numbers(option, value, okvqa_dir, capsys):
     code, error = run_cli(["--task", "okvqa", option, value, "--data-dir", str(okvqa_dir)], capsys)

@@ -9,7 +9,7 @@ import torch
 
 from flamingo_eval.data.example import ImageRef
 from flamingo_eval.models.base import EvalModel, Generation, Request
-from flamingo_eval.models.media_cache import MediaCache, PixelPrefetcher
+from flamingo_eval.models.media_cache import PLAN_AHEAD_IMAGES, MediaCache, PixelPrefetcher
 from flamingo_eval.models.precision import autocast
 from flamingo_eval.models.shared_prefix import score_classes_with_shared_prefix
 
@@ -114,6 +114,20 @@ class FlamingoModel(EvalModel):
         if self.fast:
             images = [image for request in requests for image in request.images]
             self._prefetcher.submit([image for image in images if image.cache_key not in self.media_cache])
+
+    def plan_images(self, batches: list[list[Request]], workers: int) -> None:
+        """Load the images of `batches`, in the order they will run, in `workers` processes."""
+        if not self.fast:
+            return
+        images = [
+            image
+            for batch in batches
+            for request in batch
+            for image in request.images
+            if image.cache_key not in self.media_cache
+        ]
+        largest = max((sum(len(request.images) for request in batch) for batch in batches), default=0)
+        self._prefetcher.plan(images, workers, max_ahead=max(PLAN_AHEAD_IMAGES, largest))
 
     def media_for(self, requests: list[Request]) -> torch.Tensor:
         """Return media features (B, T_img, latents, dim), encoding each distinct image once.
