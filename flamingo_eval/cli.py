@@ -283,6 +283,10 @@ def command_run(argv: list[str]) -> int:
             if dist_context.is_main:
                 print(f"\n{model_name}:\n{format_summary(summary)}")
                 print(f"\nresults written to {run_path}")
+        # Tear the process group down only once every rank is done with it. A rank that
+        # destroyed it right after sending its predictions to rank 0 sometimes aborted in
+        # gloo ("terminate called without an active exception").
+        dist_context.barrier()
     finally:
         shutdown_distributed()
     if dist_context.is_main and len(run_paths) > 1:
