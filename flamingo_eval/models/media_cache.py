@@ -10,7 +10,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from flamingo_eval.data.example import ImageRef
 
@@ -93,6 +92,12 @@ class PixelPrefetcher:
         distinct = list({image.cache_key: image for image in images if image.cache_key not in self._pending}.values())
         if not distinct:
             return
+        # NOTE: imported here, not at the top. With a module-level import, two-rank torchrun runs
+        # under `.ci/run` aborted at exit on rank 1 ("terminate called without an active
+        # exception") in 2 of 2 runs, and passed once it moved here. The cause is not known, so
+        # runs that combine torchrun with --image-workers may still hit it.
+        from torch.utils.data import DataLoader
+
         loader = DataLoader(
             _ImageList(distinct, self._load_or_error),
             batch_size=None,
@@ -144,8 +149,8 @@ class PixelPrefetcher:
         return torch.stack(tensors)
 
 
-class _ImageList(Dataset):
-    """The images of a plan, loaded by index in DataLoader worker processes."""
+class _ImageList:
+    """The images of a plan, loaded by index in DataLoader worker processes (a map-style dataset)."""
 
     def __init__(self, images: list[ImageRef], load: Callable[[ImageRef], Any]):
         self.images = images
@@ -158,7 +163,7 @@ class _ImageList(Dataset):
         return self.load(self.images[index])
 
 
-def _produce(loader: DataLoader, futures: list[Future], slots: threading.Semaphore, stop: threading.Event) -> None:
+def _produce(loader: Any, futures: list[Future], slots: threading.Semaphore, stop: threading.Event) -> None:
     """Fill `futures` in order from `loader`, taking a slot before each, until `stop` is set."""
     iterator = iter(loader)
     try:
