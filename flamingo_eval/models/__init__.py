@@ -19,8 +19,8 @@ def _load_tiny(options: ModelOptions) -> EvalModel:
     from flamingo_eval.models.flamingo_adapter import FlamingoModel
     from flamingo_eval.models.tiny import GATE_VALUE, SEED, VISION_ENCODER, build_tiny
 
-    _reject_overrides(
-        "tiny", options,
+    options.reject_overrides(
+        "tiny",
         "it is built without files. Drop the option, or load weights with an OpenFlamingo or IDEFICS preset",
     )
     precision = resolve_precision(options.precision)
@@ -43,12 +43,6 @@ def _load_tiny(options: ModelOptions) -> EvalModel:
         precision=precision.name,
         identity=identity,
     )
-
-
-def _reject_overrides(name: str, options: ModelOptions, reason: str) -> None:
-    given = options.given_overrides()
-    if given:
-        raise InputError(f"model {name} takes no {', '.join(given)}: {reason}")
 
 
 def _openflamingo_loader(name: str) -> Callable[[ModelOptions], EvalModel]:
@@ -129,8 +123,8 @@ def load_model_with_options(name: str, options: ModelOptions) -> EvalModel:
 
     resolve_precision(options.precision)
     if is_factory_reference(name):
-        _reject_overrides(
-            name, options, "a factory loads its own files. Drop the option, and set the path inside the factory"
+        options.reject_overrides(
+            name, "a factory loads its own files. Drop the option, and set the path inside the factory"
         )
         return load_user_model(name, device=options.device, precision=options.precision)
     if name not in PRESETS:

@@ -80,13 +80,11 @@ def load_canary_preset(name: str, options: ModelOptions) -> EvalModel:
     Raises InputError when `options` sets path overrides, because the canary's files ship with
     the package.
     """
-    given = options.given_overrides()
-    if given:
-        raise InputError(
-            f"model {name} takes no {', '.join(given)}: its weights and files ship with "
-            "flamingo-eval. Drop the option, or load your own weights with an OpenFlamingo or "
-            "IDEFICS preset"
-        )
+    options.reject_overrides(
+        name,
+        "its weights and files ship with flamingo-eval. Drop the option, or load your own "
+        "weights with an OpenFlamingo or IDEFICS preset",
+    )
     precision = resolve_precision(options.precision)
     return load_canary(
         name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from flamingo_eval.errors import InputError
 from flamingo_eval.models.precision import PRECISIONS
 
 PATH_OVERRIDES = ("checkpoint", "lm_path", "tokenizer_path", "vision_encoder")
@@ -35,6 +36,12 @@ class ModelOptions:
             for name in PATH_OVERRIDES
             if getattr(self, name)
         ]
+
+    def reject_overrides(self, model_name: str, reason: str) -> None:
+        """Raise InputError naming every path override that is set, for a model that takes none."""
+        given = self.given_overrides()
+        if given:
+            raise InputError(f"model {model_name} takes no {', '.join(given)}: {reason}")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
