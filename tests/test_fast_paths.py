@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from flamingo_eval.data.example import ImageRef
 from flamingo_eval.models.base import Request
+from random_images import write_random_images
 
 DEMO = "<image>Question:What color is the square? Short answer:red<|endofchunk|>\n"
 CLASSES = ["red", "blue square", "no", "a much longer class name with many tokens", "yes"]
@@ -19,14 +18,7 @@ CLASSES = ["red", "blue square", "no", "a much longer class name with many token
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[ImageRef]:
-    folder = tmp_path_factory.mktemp("fast_images")
-    generator = np.random.default_rng(1)
-    refs = []
-    for index in range(8):
-        path = folder / f"{index}.png"
-        Image.fromarray(generator.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
-        refs.append(ImageRef(key=f"image{index}", path=path))
-    return refs
+    return write_random_images(tmp_path_factory.mktemp("fast_images"), count=8, size=64, seed=1)
 
 
 def requests_of_mixed_length(images: list[ImageRef]) -> list[Request]:

@@ -17,6 +17,7 @@ from flamingo_eval.evaluate import evaluate
 from flamingo_eval.models.media_cache import PixelPrefetcher
 from flamingo_eval.registry import load_task
 from flamingo_eval.runner import RunOptions
+from random_images import write_random_images
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -29,14 +30,7 @@ def process_id(image: Image.Image) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[ImageRef]:
-    folder = tmp_path_factory.mktemp("worker_images")
-    generator = np.random.default_rng(3)
-    refs = []
-    for index in range(12):
-        path = folder / f"{index}.png"
-        Image.fromarray(generator.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
-        refs.append(ImageRef(key=f"image{index}", path=path))
-    return refs
+    return write_random_images(tmp_path_factory.mktemp("worker_images"), count=12, size=16, seed=3)
 
 
 def test_planned_pixels_equal_direct(images):
