@@ -58,8 +58,8 @@ def package_versions() -> dict[str, str]:
 
 @functools.cache
 def _installed_versions() -> tuple[tuple[str, str], ...]:
-    # Reading package metadata scans sys.path; a process evaluating several models or tasks
-    # asks for the same versions each time, and they cannot change while it runs.
+    # Reading package metadata scans sys.path. A process that evaluates several models or tasks
+    # reads the same versions each time, and they cannot change while it runs.
     versions = []
     for package in PACKAGES:
         try:

@@ -73,7 +73,7 @@ TASK_WEIGHTS = {
     "hateful_memes": 2.0,
 }
 # Seeds of the sample suites whose train splits are trained on. One suite has 256 train items
-# per task (300 for ImageNet). Trained on seed 0 alone, the model learned its train answers
+# per task (300 for ImageNet). Trained on seed 0 alone, the model fit its training data
 # (OK-VQA and VQAv2 loss near 0.02) but scored 47 on the VQAv2 sample's val split.
 SAMPLE_SEEDS = tuple(range(16))
 # canary-early is saved after this step. By step 100 the model has learned the questions'
@@ -197,10 +197,9 @@ def load_training_data(
                 key = example.image.key
                 if key not in images:
                     images[key] = TrainImage(image_processor(example.image.open()))
-                shown = answer_text(task, example)
-                items_per_task[name].append(
-                    TrainItem(example, images[key], shown, trained_answer(shown, example))
-                )
+                shown_answer = answer_text(task, example)
+                trained = trained_answer(shown_answer, example)
+                items_per_task[name].append(TrainItem(example, images[key], shown_answer, trained))
             logger.info("seed %d, %s: %d train examples, %d images",
                         seed, name, len(examples), len(images))
     return {name: TaskData(tasks[name], items) for name, items in items_per_task.items()}
